@@ -1,0 +1,219 @@
+/* cfg.h - the typed device map (YAML -> struct cfg) and its loader.
+ *
+ * cfg_load() reads a YAML file, checks it against the schema tables in
+ * cfg_schema.c, resolves templates, defaults and references, and returns a
+ * fully resolved, read-only model: every unit carries its complete point
+ * list, every point its final table, 0-based address, byte order and poll
+ * group.  Nothing downstream (codec, planner, engine, XMPP) sees "inherit"
+ * or "default" values.
+ *
+ * Errors are collected, never guessed around: all problems of a file are
+ * reported in one run as "FILE:LINE:COL: key.path: message". */
+#ifndef CFG_H
+#define CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Protocol limits (Modbus Application Protocol v1.1b3, section 6). */
+#define CFG_MAX_READ_REGISTERS 125  /* FC03/FC04 */
+#define CFG_MAX_READ_BITS 2000      /* FC01/FC02 */
+#define CFG_MAX_WRITE_REGISTERS 123 /* FC16 */
+#define CFG_MAX_WRITE_BITS 1968     /* FC15 */
+#define CFG_MAX_NAME 64             /* link, unit, point, template names */
+
+struct cfg_mark {
+    uint32_t line; /* 1-based; 0 = unknown */
+    uint32_t col;  /* 1-based */
+};
+
+enum cfg_table {
+    CFG_TABLE_COIL,     /* 0xxxx, FC01 read, FC05/FC15 write */
+    CFG_TABLE_DISCRETE, /* 1xxxx, FC02 read, read-only */
+    CFG_TABLE_INPUT,    /* 3xxxx, FC04 read, read-only */
+    CFG_TABLE_HOLDING,  /* 4xxxx, FC03 read, FC06/FC16 write */
+};
+
+enum cfg_type {
+    CFG_TYPE_BOOL, /* a coil or discrete input */
+    CFG_TYPE_BIT,  /* bit N (0..15) of one register */
+    CFG_TYPE_INT16,
+    CFG_TYPE_UINT16,
+    CFG_TYPE_INT32,
+    CFG_TYPE_UINT32,
+    CFG_TYPE_INT64,
+    CFG_TYPE_UINT64,
+    CFG_TYPE_FLOAT32,
+    CFG_TYPE_FLOAT64,
+    CFG_TYPE_STRING, /* length registers, packed as cfg_packing says */
+    CFG_TYPE_BCD16,  /* 4 BCD digits in one register, 0..9999 */
+    CFG_TYPE_BCD32,  /* 8 BCD digits in two registers, 0..99999999 */
+};
+
+enum cfg_packing {
+    CFG_PACK_HI_LO,   /* two characters a register, high byte first */
+    CFG_PACK_LO_HI,   /* two characters a register, low byte first */
+    CFG_PACK_HI_ONLY, /* one character a register, in the high byte */
+    CFG_PACK_LO_ONLY, /* one character a register, in the low byte */
+};
+
+enum cfg_write_fc {
+    CFG_WRITE_AUTO =
+        0, /* FC05 for one coil, FC06 for one register, else 15/16 */
+    CFG_WRITE_FC05 = 5,
+    CFG_WRITE_FC06 = 6,
+    CFG_WRITE_FC15 = 15,
+    CFG_WRITE_FC16 = 16,
+};
+
+enum cfg_link_type {
+    CFG_LINK_TCP,          /* Modbus TCP (MBAP header) */
+    CFG_LINK_RTU,          /* Modbus RTU on a serial line */
+    CFG_LINK_RTU_OVER_TCP, /* RTU frames (with CRC) through a TCP socket */
+};
+
+enum cfg_parity {
+    CFG_PARITY_NONE,
+    CFG_PARITY_EVEN,
+    CFG_PARITY_ODD,
+};
+
+struct cfg_enum_label {
+    int64_t value;
+    char *label;
+};
+
+struct cfg_point {
+    char *name;
+    enum cfg_table table;
+    uint16_t address; /* 0-based protocol address (after address_base) */
+    enum cfg_type type;
+    uint8_t bit;    /* CFG_TYPE_BIT: 0 = least significant */
+    uint16_t count; /* registers (or bits) the point occupies, derived */
+    enum cfg_packing packing; /* CFG_TYPE_STRING */
+    /* Byte order of the value on the wire, one letter a byte: "A" is the
+     * most significant byte of the value, the string lists the bytes in
+     * wire order (register 0 high, register 0 low, register 1 high, ...).
+     * Length 2 for 16-bit types, 4 for 32-bit, 8 for 64-bit; "" for bool,
+     * bit and string points.  Always fully resolved. */
+    char order[9];
+    double scale;      /* engineering = raw * scale + offset; default 1 */
+    double offset;     /* default 0 */
+    int decimals;      /* digits after the point, -1 when not set */
+    char *unit;        /* unit of measure or NULL */
+    char *description; /* or NULL */
+    bool writable;
+    bool has_min, has_max;
+    double min, max; /* engineering units, checked before any write */
+    enum cfg_write_fc write_fc;
+    bool verify;                   /* read back after a write and compare */
+    struct cfg_enum_label *labels; /* enum labels, sorted by value */
+    size_t n_labels;
+    size_t poll_group; /* index into cfg.poll_groups */
+    struct cfg_mark mark;
+};
+
+struct cfg_unit {
+    char *name;
+    uint8_t id;               /* Modbus unit (slave) id */
+    char *template_name;      /* NULL when the unit has no template */
+    uint32_t timeout_ms;      /* response timeout */
+    uint32_t retries;         /* extra attempts after a failed request */
+    uint16_t max_registers;   /* per read request, 1..125 */
+    uint16_t max_bits;        /* per read request, 1..2000 */
+    uint16_t max_gap;         /* unused registers/bits a read may bridge */
+    bool single_register;     /* quirk: one register (or bit) a request */
+    char byte_order[5];       /* unit default, one of ABCD CDAB BADC DCBA */
+    size_t poll_group;        /* default for points, index into poll_groups */
+    struct cfg_point *points; /* template points first, then the unit's */
+    size_t n_points;
+    struct cfg_mark mark;
+};
+
+struct cfg_link {
+    char *name;
+    enum cfg_link_type type;
+    char *host; /* tcp, rtu-over-tcp */
+    uint16_t port;
+    char *device; /* rtu: serial device path */
+    uint32_t baud;
+    enum cfg_parity parity;
+    uint8_t data_bits;   /* 7 or 8 */
+    uint8_t stop_bits;   /* 1 or 2 */
+    bool rs485;          /* rtu: switch the port to RS-485 mode */
+    uint32_t timeout_ms; /* default response timeout of the link's units */
+    uint32_t
+        turnaround_ms;    /* silence after a broadcast before the next frame */
+    uint32_t delay_ms;    /* extra delay between two requests */
+    uint8_t address_base; /* 0 or 1: how plain addresses are written */
+    struct cfg_unit *units;
+    size_t n_units;
+    struct cfg_mark mark;
+};
+
+struct cfg_poll_group {
+    char *name;
+    uint32_t interval_ms;
+    struct cfg_mark mark;
+};
+
+struct cfg_template {
+    char *name;
+    struct cfg_point *points; /* as written: address_base not yet applied */
+    size_t n_points;
+    struct cfg_mark mark;
+};
+
+struct cfg {
+    char *path;
+    struct cfg_poll_group *poll_groups; /* never empty: "default" exists */
+    size_t n_poll_groups;
+    struct cfg_template *templates;
+    size_t n_templates;
+    struct cfg_link *links;
+    size_t n_links;
+};
+
+/* One problem found in a file. */
+struct cfg_error {
+    struct cfg_mark mark;
+    char *path; /* key path, e.g. "links[0].units[2].points[1].type" */
+    char *message;
+};
+
+struct cfg_errors {
+    char *file;
+    struct cfg_error *items;
+    size_t n;
+    size_t cap;
+};
+
+void cfg_errors_init(struct cfg_errors *errs);
+void cfg_errors_close(struct cfg_errors *errs);
+/* Prints every error as "FILE:LINE:COL: path: message\n". */
+void cfg_errors_print(const struct cfg_errors *errs, FILE *out);
+
+/* Loads and validates a device map.  On success returns 0 and *out owns a
+ * new model (free with cfg_free).  On failure returns GW_ECONFIG (or
+ * GW_EIO/GW_ENOMEM), *out is NULL and errs holds every problem found. */
+int cfg_load(const char *path, struct cfg **out, struct cfg_errors *errs);
+
+/* The same from memory; name is used in error messages. */
+int cfg_load_buffer(const char *name, const char *data, size_t len,
+                    struct cfg **out, struct cfg_errors *errs);
+
+void cfg_free(struct cfg *cfg);
+
+/* Names for printing and JSON. */
+const char *cfg_table_name(enum cfg_table t); /* "holding" ... */
+const char *cfg_type_name(enum cfg_type t);   /* "float32" ... */
+const char *cfg_link_type_name(enum cfg_link_type t);
+const char *cfg_parity_name(enum cfg_parity p);
+
+/* Registers (or bits, for coil/discrete) a value of this type occupies;
+ * for strings the caller passes the length in registers. */
+uint16_t cfg_type_count(enum cfg_type t, uint16_t string_len);
+
+#endif

@@ -1,0 +1,50 @@
+/* gw_cli.c - subcommand dispatch for the fieldgate binary. */
+#include "gw_cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct gw_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct gw_command commands[] = {
+    {"check", gw_cmd_check, "validate a device map and summarise it"},
+    {"plan", gw_cmd_plan, "print the Modbus requests of one poll cycle"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: fieldgate COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'fieldgate COMMAND --help' describes a command's "
+                 "options.\n");
+}
+
+int gw_cli_main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
+        strcmp(name, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+        printf("fieldgate %s\n", FG_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(name, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "fieldgate: unknown command '%s'\n", name);
+    usage(stderr);
+    return 2;
+}
