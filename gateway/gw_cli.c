@@ -13,6 +13,9 @@ struct gw_command {
 static const struct gw_command commands[] = {
     {"check", gw_cmd_check, "validate a device map and summarise it"},
     {"plan", gw_cmd_plan, "print the Modbus requests of one poll cycle"},
+    {"read", gw_cmd_read, "read points now and print them"},
+    {"write", gw_cmd_write, "write a value to a point"},
+    {"run", gw_cmd_run, "run the gateway daemon"},
 };
 
 static void usage(FILE *out)

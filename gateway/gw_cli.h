@@ -10,5 +10,8 @@ int gw_cli_main(int argc, char **argv);
 
 int gw_cmd_check(int argc, char **argv); /* gw_cmd_check.c */
 int gw_cmd_plan(int argc, char **argv);  /* gw_cmd_plan.c */
+int gw_cmd_read(int argc, char **argv);  /* gw_cmd_read.c */
+int gw_cmd_write(int argc, char **argv); /* gw_cmd_read.c */
+int gw_cmd_run(int argc, char **argv);   /* gw_cmd_run.c */
 
 #endif

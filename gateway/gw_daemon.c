@@ -1,0 +1,219 @@
+/* gw_daemon.c - the fieldgate daemon: signals, reload, systemd. */
+#include "gw_daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cfg.h"
+#include "gw_engine.h"
+#include "gw_err.h"
+#include "gw_notify.h"
+#include "gw_store.h"
+
+struct gw_daemon {
+    uv_loop_t loop;
+    struct gw_log *log;
+    const char *cfg_path;
+    struct cfg *cfg;
+    struct gw_store store;
+    struct gw_engine *eng;
+    struct cfg *next_cfg; /* a validated map waiting to replace cfg */
+    uv_signal_t sig_int, sig_term, sig_hup;
+    uv_timer_t watchdog;
+    bool stopping;
+    int exit_code;
+};
+
+static const char *const AREA = "daemon";
+
+static void on_store_event(void *data, enum gw_store_event ev, size_t link,
+                           size_t unit, size_t point)
+{
+    struct gw_daemon *d = data;
+    if (ev != GW_STORE_POINT)
+        return;
+    const struct cfg_unit *cu = &d->cfg->links[link].units[unit];
+    const struct gw_point_state *ps =
+        gw_store_point(&d->store, link, unit, point);
+    if (ps->quality == GW_Q_OK) {
+        char buf[AD_STRING_MAX + 1];
+        ad_value_format(&cu->points[point], &ps->value, buf, sizeof(buf));
+        GW_LOG(d->log, GW_LOG_DEBUG, "store", "%s.%s = %s", cu->name,
+               cu->points[point].name, buf);
+    } else {
+        GW_LOG(d->log, GW_LOG_DEBUG, "store", "%s.%s: %s", cu->name,
+               cu->points[point].name, gw_quality_name(ps->quality));
+    }
+}
+
+static int start_engine(struct gw_daemon *d)
+{
+    int rc = gw_store_init(&d->store, d->cfg);
+    if (rc != GW_OK)
+        return rc;
+    gw_store_listen(&d->store, on_store_event, d);
+    struct gw_engine_opts opts = {.poll = true};
+    rc = gw_engine_new(&d->loop, d->cfg, &d->store, d->log, &opts, &d->eng);
+    if (rc != GW_OK)
+        return rc;
+    rc = gw_engine_start(d->eng);
+    if (rc != GW_OK)
+        return rc;
+    size_t units = 0, points = 0;
+    for (size_t l = 0; l < d->cfg->n_links; l++) {
+        units += d->cfg->links[l].n_units;
+        for (size_t u = 0; u < d->cfg->links[l].n_units; u++)
+            points += d->cfg->links[l].units[u].n_points;
+    }
+    GW_LOG(d->log, GW_LOG_NOTICE, AREA,
+           "polling %zu link(s), %zu unit(s), %zu point(s) from %s",
+           d->cfg->n_links, units, points, d->cfg_path);
+    char status[128];
+    snprintf(status, sizeof(status), "STATUS=polling %zu units", units);
+    gw_notify(status);
+    return GW_OK;
+}
+
+static void close_all(struct gw_daemon *d);
+
+static void on_engine_closed(void *data)
+{
+    struct gw_daemon *d = data;
+    gw_store_close(&d->store);
+    d->eng = NULL;
+    if (d->stopping) {
+        close_all(d);
+        return;
+    }
+    /* A reload: swap in the new map. */
+    cfg_free(d->cfg);
+    d->cfg = d->next_cfg;
+    d->next_cfg = NULL;
+    int rc = start_engine(d);
+    if (rc != GW_OK) {
+        GW_LOG(d->log, GW_LOG_ERROR, AREA, "cannot restart: %s",
+               gw_strerror(rc));
+        d->exit_code = 1;
+        d->stopping = true;
+        gw_engine_free(d->eng, on_engine_closed, d);
+        return;
+    }
+    gw_notify("READY=1");
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void close_all(struct gw_daemon *d)
+{
+    uv_walk(&d->loop, walk_close, NULL);
+}
+
+static void stop(struct gw_daemon *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    GW_LOG(d->log, GW_LOG_NOTICE, AREA, "stopping (%s)", why);
+    gw_notify("STOPPING=1");
+    if (d->eng)
+        gw_engine_free(d->eng, on_engine_closed, d);
+    else
+        close_all(d);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct gw_daemon *d = h->data;
+    if (signum != SIGHUP) {
+        stop(d, signum == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+    if (d->stopping || d->next_cfg)
+        return;
+    gw_notify("RELOADING=1");
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct cfg *cfg = NULL;
+    int rc = cfg_load(d->cfg_path, &cfg, &errs);
+    if (rc != GW_OK) {
+        for (size_t i = 0; i < errs.n; i++)
+            GW_LOG(d->log, GW_LOG_ERROR, "config", "%s:%u:%u: %s: %s",
+                   errs.file ? errs.file : d->cfg_path, errs.items[i].mark.line,
+                   errs.items[i].mark.col, errs.items[i].path,
+                   errs.items[i].message);
+        GW_LOG(d->log, GW_LOG_ERROR, AREA,
+               "reload refused (%s); still running the previous map",
+               gw_strerror(rc));
+        cfg_errors_close(&errs);
+        gw_notify("READY=1");
+        return;
+    }
+    cfg_errors_close(&errs);
+    GW_LOG(d->log, GW_LOG_NOTICE, AREA, "reloading %s", d->cfg_path);
+    d->next_cfg = cfg;
+    gw_engine_free(d->eng, on_engine_closed, d);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    gw_notify("WATCHDOG=1");
+}
+
+int gw_daemon_run(const char *cfg_path, struct gw_log *log)
+{
+    struct gw_daemon d;
+    memset(&d, 0, sizeof(d));
+    d.log = log;
+    d.cfg_path = cfg_path;
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    int rc = cfg_load(cfg_path, &d.cfg, &errs);
+    if (rc != GW_OK) {
+        cfg_errors_print(&errs, stderr);
+        if (!errs.n)
+            fprintf(stderr, "fieldgate: %s: %s\n", cfg_path, gw_strerror(rc));
+        cfg_errors_close(&errs);
+        return 1;
+    }
+    cfg_errors_close(&errs);
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&d.loop);
+    uv_signal_init(&d.loop, &d.sig_int);
+    uv_signal_init(&d.loop, &d.sig_term);
+    uv_signal_init(&d.loop, &d.sig_hup);
+    d.sig_int.data = d.sig_term.data = d.sig_hup.data = &d;
+    uv_signal_start(&d.sig_int, on_signal, SIGINT);
+    uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+    uint64_t wd = gw_notify_watchdog_ms();
+    if (wd) {
+        uv_timer_init(&d.loop, &d.watchdog);
+        uv_timer_start(&d.watchdog, on_watchdog, wd / 2, wd / 2);
+    }
+    rc = start_engine(&d);
+    if (rc != GW_OK) {
+        GW_LOG(log, GW_LOG_ERROR, AREA, "cannot start: %s", gw_strerror(rc));
+        d.exit_code = 1;
+        stop(&d, "start failed");
+    } else {
+        gw_notify("READY=1");
+    }
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    int lrc = uv_loop_close(&d.loop);
+    if (lrc != 0) {
+        GW_LOG(log, GW_LOG_ERROR, AREA, "loop not closed cleanly: %s",
+               uv_strerror(lrc));
+        d.exit_code = 1;
+    }
+    cfg_free(d.next_cfg);
+    cfg_free(d.cfg);
+    GW_LOG(log, GW_LOG_NOTICE, AREA, "stopped");
+    return d.exit_code;
+}
