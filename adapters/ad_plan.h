@@ -58,8 +58,9 @@ struct ad_plan {
 
 /* Plans every point of poll group `group` on `link`.  holes may be NULL.
  * Returns 0 (out owns arrays: ad_plan_close), GW_ENOMEM, or GW_ELIMIT when a
- * point is larger than its unit's max_registers.  An empty group gives an
- * empty plan. */
+ * point is larger than its unit's max_registers (max_bits), GW_EINVAL for a
+ * malformed model (count 0, span past 65535, bad index).  An empty group
+ * gives an empty plan.  On failure *out is empty. */
 int ad_plan_group(const struct cfg_link *link, size_t group,
                   const struct ad_plan_holes *holes, struct ad_plan *out);
 
@@ -74,7 +75,8 @@ void ad_plan_close(struct ad_plan *plan);
 /* Estimated bus time of one request on an RTU link, in microseconds: the
  * request and response frames at the link's character time (start + data +
  * parity + stop bits) plus the 3.5-character silence before each frame
- * (1750 us above 19200 baud), plus turnaround and delay.  For TCP links 0. */
+ * (1750 us above 19200 baud), plus the link's delay_ms.  Turnaround follows
+ * broadcasts only and is not counted.  For TCP and rtu-over-tcp links 0. */
 uint64_t ad_request_bus_time_us(const struct cfg_link *link,
                                 const struct ad_request *req);
 
