@@ -130,6 +130,7 @@ struct cfg_unit {
     struct cfg_point *points; /* template points first, then the unit's */
     size_t n_points;
     struct cfg_mark mark;
+    char *description; /* or NULL */
 };
 
 struct cfg_link {
@@ -164,6 +165,7 @@ struct cfg_template {
     struct cfg_point *points; /* as written: address_base not yet applied */
     size_t n_points;
     struct cfg_mark mark;
+    char *description; /* or NULL */
 };
 
 struct cfg {

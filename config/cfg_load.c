@@ -1,0 +1,1180 @@
+/* cfg_load.c - loading, resolution and validation of the device map.
+ *
+ * cfg_yaml.c turns the text into a node tree, cfg_schema.c decodes it into
+ * raw structs with the schema tables, and this file resolves those into
+ * struct cfg: templates copied into units, context-dependent defaults,
+ * addresses (Modicon notation, address_base), byte orders, references and
+ * the checks that need more than one key. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cfg_int.h"
+#include "gw_err.h"
+
+/* ---- the error list ---------------------------------------------------- */
+
+void cfg_errors_init(struct cfg_errors *errs)
+{
+    memset(errs, 0, sizeof(*errs));
+}
+
+void cfg_errors_close(struct cfg_errors *errs)
+{
+    if (!errs)
+        return;
+    for (size_t i = 0; i < errs->n; i++) {
+        free(errs->items[i].path);
+        free(errs->items[i].message);
+    }
+    free(errs->items);
+    free(errs->file);
+    memset(errs, 0, sizeof(*errs));
+}
+
+void cfg_errors_print(const struct cfg_errors *errs, FILE *out)
+{
+    if (!errs)
+        return;
+    const char *file = errs->file ? errs->file : "(config)";
+    for (size_t i = 0; i < errs->n; i++) {
+        const struct cfg_error *e = &errs->items[i];
+        if (e->mark.line)
+            fprintf(out, "%s:%u:%u: ", file, e->mark.line, e->mark.col);
+        else
+            fprintf(out, "%s: ", file);
+        if (e->path && e->path[0])
+            fprintf(out, "%s: ", e->path);
+        fprintf(out, "%s\n", e->message);
+    }
+}
+
+static int push_error(struct cfg_errors *errs, struct cfg_mark mark,
+                      const char *path, char *message)
+{
+    if (errs->n == errs->cap) {
+        size_t cap = errs->cap ? errs->cap * 2 : 16;
+        struct cfg_error *items = realloc(errs->items, cap * sizeof(*items));
+        if (!items) {
+            free(message);
+            return GW_ENOMEM;
+        }
+        errs->items = items;
+        errs->cap = cap;
+    }
+    char *p = strdup(path ? path : "");
+    if (!p) {
+        free(message);
+        return GW_ENOMEM;
+    }
+    errs->items[errs->n].mark = mark;
+    errs->items[errs->n].path = p;
+    errs->items[errs->n].message = message;
+    errs->n++;
+    return GW_OK;
+}
+
+int cfg__verror(struct cfg_errors *errs, struct cfg_mark mark, const char *path,
+                const char *fmt, va_list ap)
+{
+    if (errs->n > CFG__MAX_ERRORS)
+        return GW_OK; /* the "too many" entry is already there */
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    if (!path)
+        path = "";
+    for (size_t i = 0; i < errs->n; i++) {
+        const struct cfg_error *e = &errs->items[i];
+        if (e->mark.line == mark.line && e->mark.col == mark.col &&
+            strcmp(e->path, path) == 0 && strcmp(e->message, buf) == 0)
+            return GW_OK;
+    }
+    if (errs->n == CFG__MAX_ERRORS) {
+        char *m = strdup("too many errors; stopping the report here");
+        if (!m)
+            return GW_ENOMEM;
+        return push_error(errs, mark, "", m);
+    }
+    char *m = strdup(buf);
+    if (!m)
+        return GW_ENOMEM;
+    return push_error(errs, mark, path, m);
+}
+
+int cfg__error(struct cfg_errors *errs, struct cfg_mark mark, const char *path,
+               const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = cfg__verror(errs, mark, path, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+struct sort_item {
+    struct cfg_error e;
+    size_t index;
+};
+
+static int error_cmp(const void *a, const void *b)
+{
+    const struct sort_item *x = a, *y = b;
+    if (x->e.mark.line != y->e.mark.line)
+        return x->e.mark.line < y->e.mark.line ? -1 : 1;
+    if (x->e.mark.col != y->e.mark.col)
+        return x->e.mark.col < y->e.mark.col ? -1 : 1;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+void cfg__errors_sort(struct cfg_errors *errs)
+{
+    if (errs->n < 2)
+        return;
+    struct sort_item *items = calloc(errs->n, sizeof(*items));
+    if (!items)
+        return; /* unsorted is still correct */
+    for (size_t i = 0; i < errs->n; i++) {
+        items[i].e = errs->items[i];
+        items[i].index = i;
+    }
+    qsort(items, errs->n, sizeof(*items), error_cmp);
+    for (size_t i = 0; i < errs->n; i++)
+        errs->items[i] = items[i].e;
+    free(items);
+}
+
+/* ---- names --------------------------------------------------------------- */
+
+const char *cfg_table_name(enum cfg_table t)
+{
+    return (unsigned)t <= CFG_TABLE_HOLDING ? cfg__table_names[t] : "?";
+}
+
+const char *cfg_type_name(enum cfg_type t)
+{
+    return (unsigned)t <= CFG_TYPE_BCD32 ? cfg__type_names[t] : "?";
+}
+
+const char *cfg_link_type_name(enum cfg_link_type t)
+{
+    return (unsigned)t <= CFG_LINK_RTU_OVER_TCP ? cfg__link_type_names[t] : "?";
+}
+
+const char *cfg_parity_name(enum cfg_parity p)
+{
+    return (unsigned)p <= CFG_PARITY_ODD ? cfg__parity_names[p] : "?";
+}
+
+uint16_t cfg_type_count(enum cfg_type t, uint16_t string_len)
+{
+    switch (t) {
+    case CFG_TYPE_INT32:
+    case CFG_TYPE_UINT32:
+    case CFG_TYPE_FLOAT32:
+    case CFG_TYPE_BCD32:
+        return 2;
+    case CFG_TYPE_INT64:
+    case CFG_TYPE_UINT64:
+    case CFG_TYPE_FLOAT64:
+        return 4;
+    case CFG_TYPE_STRING:
+        return string_len;
+    default:
+        return 1;
+    }
+}
+
+/* Bytes of the value that `order` describes; 0 when no order applies. */
+static size_t type_width(enum cfg_type t)
+{
+    switch (t) {
+    case CFG_TYPE_INT16:
+    case CFG_TYPE_UINT16:
+    case CFG_TYPE_BCD16:
+        return 2;
+    case CFG_TYPE_INT32:
+    case CFG_TYPE_UINT32:
+    case CFG_TYPE_FLOAT32:
+    case CFG_TYPE_BCD32:
+        return 4;
+    case CFG_TYPE_INT64:
+    case CFG_TYPE_UINT64:
+    case CFG_TYPE_FLOAT64:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+/* ---- freeing the model ----------------------------------------------------
+ */
+
+static void point_free(struct cfg_point *p)
+{
+    free(p->name);
+    free(p->unit);
+    free(p->description);
+    for (size_t i = 0; i < p->n_labels; i++)
+        free(p->labels[i].label);
+    free(p->labels);
+}
+
+static void points_free(struct cfg_point *points, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        point_free(&points[i]);
+    free(points);
+}
+
+void cfg_free(struct cfg *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_poll_groups; i++)
+        free(cfg->poll_groups[i].name);
+    free(cfg->poll_groups);
+    for (size_t i = 0; i < cfg->n_templates; i++) {
+        free(cfg->templates[i].name);
+        free(cfg->templates[i].description);
+        points_free(cfg->templates[i].points, cfg->templates[i].n_points);
+    }
+    free(cfg->templates);
+    for (size_t i = 0; i < cfg->n_links; i++) {
+        struct cfg_link *l = &cfg->links[i];
+        for (size_t j = 0; j < l->n_units; j++) {
+            struct cfg_unit *u = &l->units[j];
+            free(u->name);
+            free(u->template_name);
+            free(u->description);
+            points_free(u->points, u->n_points);
+        }
+        free(l->units);
+        free(l->name);
+        free(l->host);
+        free(l->device);
+    }
+    free(cfg->links);
+    free(cfg->path);
+    free(cfg);
+}
+
+/* ---- resolution ------------------------------------------------------------
+ */
+
+struct res {
+    struct cfg__ctx ctx;
+    struct cfg *cfg;
+    const struct cfg__raw_root *raw;
+    /* every unit name of the map, for the map-wide uniqueness check */
+    const struct cfg__raw_unit **unit_names;
+    size_t n_unit_names;
+};
+
+/* Per-unit context of point resolution. */
+struct pctx {
+    int address_base;
+    const char *byte_order; /* the unit's: ABCD CDAB BADC DCBA */
+    size_t poll_group;      /* the unit's default */
+};
+
+static char *dup_or_null(struct res *r, const char *s)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        r->ctx.oom = true;
+    return d;
+}
+
+static bool find_poll_group(const struct cfg *cfg, const char *name,
+                            size_t *index)
+{
+    for (size_t i = 0; i < cfg->n_poll_groups; i++) {
+        if (cfg->poll_groups[i].name &&
+            strcmp(cfg->poll_groups[i].name, name) == 0) {
+            *index = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+#define PS (&cfg__schema_point)
+
+/* Modicon notation -> table and 0-based address. */
+static bool modicon(int64_t a, enum cfg_table *t, uint16_t *addr)
+{
+    static const struct {
+        int64_t lo, hi;
+        enum cfg_table t;
+    } ranges[] = {
+        {1, 9999, CFG_TABLE_COIL},
+        {10001, 19999, CFG_TABLE_DISCRETE},
+        {30001, 39999, CFG_TABLE_INPUT},
+        {40001, 49999, CFG_TABLE_HOLDING},
+        {100001, 165536, CFG_TABLE_DISCRETE},
+        {300001, 365536, CFG_TABLE_INPUT},
+        {400001, 465536, CFG_TABLE_HOLDING},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+        if (a >= ranges[i].lo && a <= ranges[i].hi) {
+            *t = ranges[i].t;
+            *addr = (uint16_t)(a - ranges[i].lo);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The default order of a value of `width` bytes on a unit whose 32-bit
+ * order is `unit`. */
+static void derive_order(size_t width, const char *unit, char order[9])
+{
+    static const struct {
+        const char *unit, *o16, *o64;
+    } map[] = {
+        {"ABCD", "AB", "ABCDEFGH"},
+        {"CDAB", "AB", "GHEFCDAB"},
+        {"BADC", "BA", "BADCFEHG"},
+        {"DCBA", "BA", "HGFEDCBA"},
+    };
+    size_t k = 0;
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (strcmp(map[i].unit, unit) == 0)
+            k = i;
+    }
+    order[0] = '\0';
+    if (width == 2)
+        snprintf(order, 9, "%s", map[k].o16);
+    else if (width == 4)
+        snprintf(order, 9, "%s", map[k].unit);
+    else if (width == 8)
+        snprintf(order, 9, "%s", map[k].o64);
+}
+
+static bool is_bit_table(enum cfg_table t)
+{
+    return t == CFG_TABLE_COIL || t == CFG_TABLE_DISCRETE;
+}
+
+/* Resolves one point.  Returns true when its layout (table, address,
+ * count, type, order) is valid, so that it can take part in the overlap
+ * check. */
+static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
+                          const struct pctx *pc, struct cfg_point *out)
+{
+    struct cfg__ctx *c = &r->ctx;
+    bool layout = !rp->hdr.broken && !cfg__is_bad(PS, rp, "table") &&
+                  !cfg__is_bad(PS, rp, "address") &&
+                  !cfg__is_bad(PS, rp, "type") &&
+                  !cfg__is_bad(PS, rp, "length") &&
+                  !cfg__is_bad(PS, rp, "order") && !cfg__is_bad(PS, rp, "bit");
+    out->name = dup_or_null(r, rp->name);
+    out->mark = rp->hdr.mark;
+    out->decimals = -1;
+    out->scale = 1;
+
+    /* table and address */
+    if (cfg__has(PS, rp, "table")) {
+        out->table = (enum cfg_table)rp->table;
+        int64_t base = pc->address_base;
+        if (cfg__has(PS, rp, "address") && !cfg__is_bad(PS, rp, "address")) {
+            if (rp->address < base || rp->address > 65535 + base) {
+                cfg__field_error(c, PS, rp, "address",
+                                 "address %" PRId64 " out of range %" PRId64
+                                 "..%" PRId64 " (a plain offset, as 'table' "
+                                 "is given; address_base %" PRId64 ")",
+                                 rp->address, base, 65535 + base, base);
+                layout = false;
+            } else {
+                out->address = (uint16_t)(rp->address - base);
+            }
+        }
+    } else if (cfg__has(PS, rp, "address") && !cfg__is_bad(PS, rp, "address")) {
+        if (!modicon(rp->address, &out->table, &out->address)) {
+            cfg__field_error(
+                c, PS, rp, "address",
+                "address %" PRId64 " is not a Modicon address (1-9999 coil, "
+                "10001-19999 discrete, 30001-39999 input, 40001-49999 "
+                "holding, or 6 digits 100001-165536, 300001-365536, "
+                "400001-465536); or give 'table' and a plain offset",
+                rp->address);
+            layout = false;
+        }
+    }
+
+    /* type */
+    enum cfg_type t =
+        is_bit_table(out->table) ? CFG_TYPE_BOOL : CFG_TYPE_UINT16;
+    if (cfg__has(PS, rp, "type") && !cfg__is_bad(PS, rp, "type")) {
+        t = (enum cfg_type)rp->type;
+        if (is_bit_table(out->table) && t != CFG_TYPE_BOOL) {
+            cfg__field_error(c, PS, rp, "type",
+                             "type %s is not allowed on the %s table "
+                             "(coils and discrete inputs are bool)",
+                             cfg_type_name(t), cfg_table_name(out->table));
+            layout = false;
+        } else if (!is_bit_table(out->table) && t == CFG_TYPE_BOOL) {
+            cfg__field_error(c, PS, rp, "type",
+                             "type bool needs a coil or discrete table; use "
+                             "type bit for one bit of a register");
+            layout = false;
+        }
+    }
+    out->type = t;
+
+    if (t == CFG_TYPE_BIT) {
+        if (!cfg__has(PS, rp, "bit")) {
+            cfg__field_error(c, PS, rp, "bit",
+                             "type bit needs 'bit' (0..15, 0 = least "
+                             "significant)");
+            layout = false;
+        } else {
+            out->bit = (uint8_t)rp->bit;
+        }
+    } else if (cfg__has(PS, rp, "bit")) {
+        cfg__field_error(c, PS, rp, "bit", "'bit' is only for type bit");
+    }
+
+    uint16_t length = 0;
+    if (t == CFG_TYPE_STRING) {
+        if (!cfg__has(PS, rp, "length")) {
+            cfg__field_error(c, PS, rp, "length",
+                             "type string needs 'length' (registers, "
+                             "1..125)");
+            layout = false;
+        } else {
+            length = (uint16_t)rp->length;
+        }
+        out->packing = (enum cfg_packing)rp->packing;
+    } else {
+        if (cfg__has(PS, rp, "length"))
+            cfg__field_error(c, PS, rp, "length",
+                             "'length' is only for type string");
+        if (cfg__has(PS, rp, "packing"))
+            cfg__field_error(c, PS, rp, "packing",
+                             "'packing' is only for type string");
+    }
+    out->count = cfg_type_count(t, length);
+
+    if (layout && out->count &&
+        (uint32_t)out->address + out->count - 1 > 65535) {
+        cfg__field_error(c, PS, rp, "address",
+                         "the point ends past address 65535 (it starts at "
+                         "%u and takes %u %s)",
+                         out->address, out->count,
+                         is_bit_table(out->table) ? "bits" : "registers");
+        layout = false;
+    }
+
+    /* byte order */
+    size_t width = type_width(t);
+    if (cfg__has(PS, rp, "order") && !cfg__is_bad(PS, rp, "order")) {
+        const char *o = rp->order;
+        size_t len = strlen(o);
+        static const char letters[] = "ABCDEFGH";
+        if (width == 0) {
+            cfg__field_error(c, PS, rp, "order",
+                             "'order' is not allowed on type %s",
+                             cfg_type_name(t));
+        } else if (len != width) {
+            cfg__field_error(c, PS, rp, "order",
+                             "order '%.16s' has %zu letters; a %zu-bit %s "
+                             "needs %zu (a permutation of %.*s)",
+                             o, len, width * 8, cfg_type_name(t), width,
+                             (int)width, letters);
+            layout = false;
+        } else {
+            bool seen[8] = {false};
+            bool perm = true;
+            for (size_t i = 0; i < len; i++) {
+                int k = o[i] - 'A';
+                if (k < 0 || (size_t)k >= width || seen[k]) {
+                    perm = false;
+                    break;
+                }
+                seen[k] = true;
+            }
+            if (!perm) {
+                cfg__field_error(c, PS, rp, "order",
+                                 "order '%.16s' is not a permutation of %.*s",
+                                 o, (int)width, letters);
+                layout = false;
+            } else {
+                snprintf(out->order, sizeof(out->order), "%s", o);
+            }
+        }
+    } else {
+        derive_order(width, pc->byte_order, out->order);
+    }
+
+    /* value conversion */
+    out->scale = rp->scale;
+    out->offset = rp->offset;
+    if (rp->scale == 0 && !cfg__is_bad(PS, rp, "scale"))
+        cfg__field_error(c, PS, rp, "scale", "scale must not be 0");
+    if (cfg__has(PS, rp, "decimals") && !cfg__is_bad(PS, rp, "decimals"))
+        out->decimals = (int)rp->decimals;
+    out->unit = dup_or_null(r, rp->unit);
+    out->description = dup_or_null(r, rp->description);
+
+    /* writing */
+    out->writable = rp->writable;
+    if (rp->writable &&
+        (out->table == CFG_TABLE_DISCRETE || out->table == CFG_TABLE_INPUT)) {
+        cfg__field_error(c, PS, rp, "writable",
+                         "the %s table is read-only; writable points are "
+                         "coils or holding registers",
+                         cfg_table_name(out->table));
+    }
+    static const char *const write_keys[] = {"min", "max", "write_fc",
+                                             "verify"};
+    for (size_t i = 0; i < sizeof(write_keys) / sizeof(write_keys[0]); i++) {
+        if (!rp->writable && cfg__has(PS, rp, write_keys[i]))
+            cfg__field_error(c, PS, rp, write_keys[i],
+                             "'%s' is only allowed with writable: true",
+                             write_keys[i]);
+    }
+    out->has_min =
+        rp->writable && cfg__has(PS, rp, "min") && !cfg__is_bad(PS, rp, "min");
+    out->has_max =
+        rp->writable && cfg__has(PS, rp, "max") && !cfg__is_bad(PS, rp, "max");
+    out->min = out->has_min ? rp->min : 0;
+    out->max = out->has_max ? rp->max : 0;
+    if (out->has_min && out->has_max && out->min > out->max)
+        cfg__field_error(c, PS, rp, "max", "min %g is greater than max %g",
+                         out->min, out->max);
+    static const enum cfg_write_fc fcs[] = {CFG_WRITE_AUTO, CFG_WRITE_FC05,
+                                            CFG_WRITE_FC06, CFG_WRITE_FC15,
+                                            CFG_WRITE_FC16};
+    out->write_fc = fcs[rp->write_fc];
+    if (rp->writable && out->write_fc != CFG_WRITE_AUTO) {
+        bool coil_fc =
+            out->write_fc == CFG_WRITE_FC05 || out->write_fc == CFG_WRITE_FC15;
+        if (coil_fc && out->table != CFG_TABLE_COIL)
+            cfg__field_error(c, PS, rp, "write_fc",
+                             "write_fc %d writes coils; this point is in the "
+                             "%s table",
+                             (int)out->write_fc, cfg_table_name(out->table));
+        else if (!coil_fc && out->table != CFG_TABLE_HOLDING)
+            cfg__field_error(c, PS, rp, "write_fc",
+                             "write_fc %d writes holding registers; this "
+                             "point is in the %s table",
+                             (int)out->write_fc, cfg_table_name(out->table));
+        else if (out->write_fc == CFG_WRITE_FC06 && out->count != 1)
+            cfg__field_error(c, PS, rp, "write_fc",
+                             "write_fc 6 writes one register; a %s takes %u "
+                             "(use 16 or auto)",
+                             cfg_type_name(t), out->count);
+    }
+    if (rp->writable &&
+        out->count > (is_bit_table(out->table) ? CFG_MAX_WRITE_BITS
+                                               : CFG_MAX_WRITE_REGISTERS))
+        cfg__field_error(c, PS, rp, "writable",
+                         "a writable point can take at most %d registers "
+                         "(one FC16 request)",
+                         CFG_MAX_WRITE_REGISTERS);
+    out->verify = rp->writable && rp->verify;
+
+    /* poll group */
+    out->poll_group = pc->poll_group;
+    if (cfg__has(PS, rp, "poll") && !cfg__is_bad(PS, rp, "poll") &&
+        !find_poll_group(r->cfg, rp->poll, &out->poll_group))
+        cfg__field_error(c, PS, rp, "poll", "unknown poll group '%.64s'",
+                         rp->poll);
+
+    /* enum labels */
+    if (rp->labels.n) {
+        if (t == CFG_TYPE_FLOAT32 || t == CFG_TYPE_FLOAT64 ||
+            t == CFG_TYPE_STRING)
+            cfg__field_error(c, PS, rp, "enum",
+                             "enum labels are only for integer, bool, bit "
+                             "and bcd types, not %s",
+                             cfg_type_name(t));
+        out->labels = calloc(rp->labels.n, sizeof(*out->labels));
+        if (!out->labels) {
+            c->oom = true;
+        } else {
+            for (size_t i = 0; i < rp->labels.n; i++) {
+                out->labels[i].value = rp->labels.items[i].value;
+                out->labels[i].label =
+                    dup_or_null(r, rp->labels.items[i].label);
+            }
+            out->n_labels = rp->labels.n;
+        }
+    }
+    return layout;
+}
+
+/* One resolved point with where it came from, for the per-unit checks. */
+struct pref {
+    const struct cfg__raw_point *raw;
+    bool layout;
+};
+
+/* Duplicate names and overlapping layouts among a unit's points. */
+static void check_points(struct res *r, const char *owner,
+                         const struct cfg_point *pts, const struct pref *refs,
+                         size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        for (size_t i = 0; i < j; i++) {
+            if (pts[i].name && pts[j].name &&
+                strcmp(pts[i].name, pts[j].name) == 0) {
+                cfg__field_error(&r->ctx, PS, refs[j].raw, "name",
+                                 "duplicate point name '%s' in %s (first "
+                                 "at line %u)",
+                                 pts[j].name, owner,
+                                 cfg__mark(PS, refs[i].raw, "name").line);
+                break;
+            }
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (!refs[j].layout)
+            continue;
+        const struct cfg_point *b = &pts[j];
+        for (size_t i = 0; i < j; i++) {
+            const struct cfg_point *a = &pts[i];
+            if (!refs[i].layout || a->table != b->table)
+                continue;
+            uint32_t a_end = (uint32_t)a->address + a->count - 1;
+            uint32_t b_end = (uint32_t)b->address + b->count - 1;
+            if (a_end < b->address || b_end < a->address)
+                continue;
+            if (a->type == CFG_TYPE_BIT || b->type == CFG_TYPE_BIT)
+                continue;
+            if (a->address == b->address && a->count == b->count &&
+                a->type == b->type && strcmp(a->order, b->order) == 0)
+                continue;
+            cfg__field_error(&r->ctx, PS, refs[j].raw, "address",
+                             "overlaps point '%s' (%s %u..%u %s) with a "
+                             "different layout",
+                             a->name ? a->name : "?", cfg_table_name(a->table),
+                             a->address, a_end, cfg_type_name(a->type));
+            break;
+        }
+    }
+}
+
+static void resolve_poll_groups(struct res *r)
+{
+    const struct cfg__list *l = &r->raw->poll_groups;
+    struct cfg *cfg = r->cfg;
+    cfg->poll_groups = calloc(l->n + 1, sizeof(*cfg->poll_groups));
+    if (!cfg->poll_groups) {
+        r->ctx.oom = true;
+        return;
+    }
+    cfg->poll_groups[0].name = dup_or_null(r, "default");
+    cfg->poll_groups[0].interval_ms = 1000;
+    cfg->n_poll_groups = 1;
+    const struct cfg__raw_poll_group *default_def = NULL;
+    const struct cfg__schema *s = &cfg__schema_poll_group;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct cfg__raw_poll_group *g =
+            (const struct cfg__raw_poll_group *)l->items + i;
+        if (!g->name || cfg__is_bad(s, g, "name"))
+            continue;
+        const struct cfg__raw_poll_group *first = NULL;
+        if (strcmp(g->name, "default") == 0)
+            first = default_def;
+        for (size_t k = 0; k < i && !first; k++) {
+            const struct cfg__raw_poll_group *o =
+                (const struct cfg__raw_poll_group *)l->items + k;
+            if (o->name && strcmp(o->name, g->name) == 0)
+                first = o;
+        }
+        if (first) {
+            cfg__field_error(&r->ctx, s, g, "name",
+                             "duplicate poll group name '%s' (first at line "
+                             "%u)",
+                             g->name, cfg__mark(s, first, "name").line);
+            continue;
+        }
+        struct cfg_poll_group *pg;
+        if (strcmp(g->name, "default") == 0) {
+            default_def = g;
+            pg = &cfg->poll_groups[0];
+        } else {
+            pg = &cfg->poll_groups[cfg->n_poll_groups++];
+            pg->name = dup_or_null(r, g->name);
+        }
+        pg->interval_ms = cfg__is_bad(s, g, "interval") || g->hdr.broken
+                              ? 1000
+                              : g->interval_ms;
+        pg->mark = g->hdr.mark;
+    }
+}
+
+static const struct cfg__raw_template *raw_template(const struct res *r,
+                                                    const char *name)
+{
+    const struct cfg__list *l = &r->raw->templates;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct cfg__raw_template *t =
+            (const struct cfg__raw_template *)l->items + i;
+        if (t->name && strcmp(t->name, name) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+/* Resolves a list of raw point lists (template's, then unit's) into one
+ * array and runs the per-unit checks on it. */
+static void resolve_point_lists(struct res *r,
+                                const struct cfg__list *const *lists,
+                                size_t n_lists, const struct pctx *pc,
+                                const char *owner, struct cfg_point **out,
+                                size_t *n_out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n_lists; i++)
+        total += lists[i] ? lists[i]->n : 0;
+    *out = NULL;
+    *n_out = 0;
+    if (total == 0)
+        return;
+    struct cfg_point *pts = calloc(total, sizeof(*pts));
+    struct pref *refs = calloc(total, sizeof(*refs));
+    if (!pts || !refs) {
+        free(pts);
+        free(refs);
+        r->ctx.oom = true;
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < n_lists; i++) {
+        if (!lists[i])
+            continue;
+        for (size_t k = 0; k < lists[i]->n; k++) {
+            const struct cfg__raw_point *rp =
+                (const struct cfg__raw_point *)lists[i]->items + k;
+            refs[n].raw = rp;
+            refs[n].layout = resolve_point(r, rp, pc, &pts[n]);
+            n++;
+        }
+    }
+    check_points(r, owner, pts, refs, n);
+    free(refs);
+    *out = pts;
+    *n_out = n;
+}
+
+static void resolve_templates(struct res *r)
+{
+    const struct cfg__list *l = &r->raw->templates;
+    struct cfg *cfg = r->cfg;
+    const struct cfg__schema *s = &cfg__schema_template;
+    if (l->n == 0)
+        return;
+    cfg->templates = calloc(l->n, sizeof(*cfg->templates));
+    if (!cfg->templates) {
+        r->ctx.oom = true;
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        const struct cfg__raw_template *t =
+            (const struct cfg__raw_template *)l->items + i;
+        if (t->name) {
+            for (size_t k = 0; k < i; k++) {
+                const struct cfg__raw_template *o =
+                    (const struct cfg__raw_template *)l->items + k;
+                if (o->name && strcmp(o->name, t->name) == 0) {
+                    cfg__field_error(&r->ctx, s, t, "name",
+                                     "duplicate template name '%s' (first "
+                                     "at line %u)",
+                                     t->name, cfg__mark(s, o, "name").line);
+                    break;
+                }
+            }
+        }
+        struct cfg_template *ct = &cfg->templates[cfg->n_templates++];
+        ct->name = dup_or_null(r, t->name);
+        ct->description = dup_or_null(r, t->description);
+        ct->mark = t->hdr.mark;
+        /* As written: address_base 0, the template's own byte order. */
+        struct pctx pc = {
+            .address_base = 0,
+            .byte_order =
+                cfg__has(s, t, "byte_order") && !cfg__is_bad(s, t, "byte_order")
+                    ? cfg__byte_order_names[t->byte_order]
+                    : "ABCD",
+            .poll_group = 0,
+        };
+        char owner[CFG_MAX_NAME + 16];
+        snprintf(owner, sizeof(owner), "template '%s'",
+                 t->name ? t->name : "?");
+        const struct cfg__list *lists[] = {&t->points};
+        resolve_point_lists(r, lists, 1, &pc, owner, &ct->points,
+                            &ct->n_points);
+    }
+}
+
+/* A unit setting: the unit's when written, else the template's, else
+ * fallback. */
+#define SETTING(field, key, fallback)                                          \
+    (cfg__has(us, u, key) && !cfg__is_bad(us, u, key)        ? u->field        \
+     : t && cfg__has(ts, t, key) && !cfg__is_bad(ts, t, key) ? t->field        \
+                                                             : (fallback))
+
+static void resolve_unit(struct res *r, const struct cfg__raw_link *rl,
+                         const struct cfg_link *cl,
+                         const struct cfg__raw_unit *u, struct cfg_unit *cu)
+{
+    const struct cfg__schema *us = &cfg__schema_unit;
+    const struct cfg__schema *ts = &cfg__schema_template;
+    const struct cfg__schema *ls = &cfg__schema_link;
+    struct cfg__ctx *c = &r->ctx;
+
+    cu->name = dup_or_null(r, u->name);
+    cu->description = dup_or_null(r, u->description);
+    cu->mark = u->hdr.mark;
+    cu->id = (uint8_t)u->id;
+
+    /* map-wide unit names */
+    if (u->name && !cfg__is_bad(us, u, "name")) {
+        for (size_t i = 0; i < r->n_unit_names; i++) {
+            if (strcmp(r->unit_names[i]->name, u->name) == 0) {
+                cfg__field_error(c, us, u, "name",
+                                 "duplicate unit name '%s' (first at line "
+                                 "%u; unit names are unique in the whole "
+                                 "map)",
+                                 u->name,
+                                 cfg__mark(us, r->unit_names[i], "name").line);
+                break;
+            }
+        }
+        r->unit_names[r->n_unit_names++] = u;
+    }
+
+    bool type_ok = !cfg__is_bad(ls, rl, "type") && !rl->hdr.broken;
+    if (type_ok && cl->type != CFG_LINK_TCP && cfg__has(us, u, "id") &&
+        !cfg__is_bad(us, u, "id") && (u->id < 1 || u->id > 247))
+        cfg__field_error(c, us, u, "id",
+                         "unit id %" PRIu64 " out of range 1..247 on a %s "
+                         "link (0 is broadcast)",
+                         u->id, cfg_link_type_name(cl->type));
+
+    const struct cfg__raw_template *t = NULL;
+    if (cfg__has(us, u, "template") && !cfg__is_bad(us, u, "template")) {
+        t = raw_template(r, u->template_name);
+        if (!t)
+            cfg__field_error(c, us, u, "template", "unknown template '%.64s'",
+                             u->template_name);
+        else
+            cu->template_name = dup_or_null(r, u->template_name);
+    }
+
+    cu->poll_group = 0;
+    if (cfg__has(us, u, "poll") && !cfg__is_bad(us, u, "poll") &&
+        !find_poll_group(r->cfg, u->poll, &cu->poll_group))
+        cfg__field_error(c, us, u, "poll", "unknown poll group '%.64s'",
+                         u->poll);
+
+    cu->timeout_ms = SETTING(timeout_ms, "timeout", cl->timeout_ms);
+    cu->retries = (uint32_t)SETTING(retries, "retries", 0);
+    cu->max_registers = (uint16_t)SETTING(max_registers, "max_registers",
+                                          CFG_MAX_READ_REGISTERS);
+    cu->max_bits = (uint16_t)SETTING(max_bits, "max_bits", CFG_MAX_READ_BITS);
+    cu->max_gap = (uint16_t)SETTING(max_gap, "max_gap", 0);
+    cu->single_register = SETTING(single_register, "single_register", false);
+    int bo = SETTING(byte_order, "byte_order", 0);
+    snprintf(cu->byte_order, sizeof(cu->byte_order), "%s",
+             cfg__byte_order_names[bo]);
+
+    struct pctx pc = {
+        .address_base = (int)cl->address_base,
+        .byte_order = cu->byte_order,
+        .poll_group = cu->poll_group,
+    };
+    char owner[CFG_MAX_NAME + 16];
+    snprintf(owner, sizeof(owner), "unit '%s'", u->name ? u->name : "?");
+    const struct cfg__list *lists[] = {t ? &t->points : NULL, &u->points};
+    resolve_point_lists(r, lists, 2, &pc, owner, &cu->points, &cu->n_points);
+}
+
+static bool standard_baud(uint64_t b)
+{
+    static const uint64_t rates[] = {1200,  2400,  4800,   9600,  19200,
+                                     38400, 57600, 115200, 230400};
+    for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+        if (b == rates[i])
+            return true;
+    }
+    return false;
+}
+
+static void resolve_link(struct res *r, const struct cfg__raw_link *rl,
+                         struct cfg_link *cl)
+{
+    const struct cfg__schema *s = &cfg__schema_link;
+    struct cfg__ctx *c = &r->ctx;
+    cl->name = dup_or_null(r, rl->name);
+    cl->mark = rl->hdr.mark;
+    cl->type = (enum cfg_link_type)rl->type;
+    cl->host = dup_or_null(r, rl->host);
+    cl->port = (uint16_t)rl->port;
+    cl->device = dup_or_null(r, rl->device);
+    cl->baud = (uint32_t)rl->baud;
+    cl->parity = (enum cfg_parity)rl->parity;
+    cl->data_bits = (uint8_t)rl->data_bits;
+    cl->stop_bits = (uint8_t)rl->stop_bits;
+    cl->rs485 = rl->rs485;
+    cl->timeout_ms = rl->timeout_ms;
+    cl->turnaround_ms = rl->turnaround_ms;
+    cl->delay_ms = rl->delay_ms;
+    cl->address_base = (uint8_t)rl->address_base;
+
+    if (cfg__has(s, rl, "type") && !cfg__is_bad(s, rl, "type")) {
+        const char *tn = cfg_link_type_name(cl->type);
+        if (cl->type == CFG_LINK_RTU) {
+            if (!cfg__has(s, rl, "device"))
+                cfg__field_error(c, s, rl, "device",
+                                 "an rtu link needs 'device' (the serial "
+                                 "port, e.g. /dev/ttyUSB0)");
+            static const char *const net[] = {"host", "port"};
+            for (size_t i = 0; i < 2; i++) {
+                if (cfg__has(s, rl, net[i]))
+                    cfg__field_error(c, s, rl, net[i],
+                                     "'%s' is not allowed on an rtu link "
+                                     "(it uses 'device')",
+                                     net[i]);
+            }
+            if (cfg__has(s, rl, "baud") && !cfg__is_bad(s, rl, "baud") &&
+                !standard_baud(rl->baud))
+                cfg__field_error(c, s, rl, "baud",
+                                 "baud %" PRIu64 " is not a standard rate "
+                                 "(1200, 2400, 4800, 9600, 19200, 38400, "
+                                 "57600, 115200, 230400)",
+                                 rl->baud);
+        } else {
+            if (!cfg__has(s, rl, "host"))
+                cfg__field_error(c, s, rl, "host",
+                                 "a %s link needs 'host' (name or address)",
+                                 tn);
+            if (cfg__has(s, rl, "device"))
+                cfg__field_error(c, s, rl, "device",
+                                 "'device' is only for rtu links; a %s link "
+                                 "uses 'host' and 'port'",
+                                 tn);
+            static const char *const serial[] = {"baud", "parity", "data_bits",
+                                                 "stop_bits", "rs485"};
+            for (size_t i = 0; i < sizeof(serial) / sizeof(serial[0]); i++) {
+                if (cfg__has(s, rl, serial[i]))
+                    cfg__field_error(c, s, rl, serial[i],
+                                     "'%s' is only for rtu links (set it on "
+                                     "the device or gateway of a %s link)",
+                                     serial[i], tn);
+            }
+        }
+    }
+
+    if (rl->units.n == 0)
+        return;
+    cl->units = calloc(rl->units.n, sizeof(*cl->units));
+    if (!cl->units) {
+        c->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < rl->units.n; i++) {
+        const struct cfg__raw_unit *u =
+            (const struct cfg__raw_unit *)rl->units.items + i;
+        resolve_unit(r, rl, cl, u, &cl->units[cl->n_units++]);
+    }
+}
+
+static void resolve_links(struct res *r)
+{
+    const struct cfg__list *l = &r->raw->links;
+    struct cfg *cfg = r->cfg;
+    const struct cfg__schema *s = &cfg__schema_link;
+    if (l->n == 0) {
+        struct cfg_mark m = cfg__mark(&cfg__schema_root, r->raw, "links");
+        if (cfg__error(r->ctx.errs, m, "links", "no links: nothing to poll") !=
+            GW_OK)
+            r->ctx.oom = true;
+        return;
+    }
+    size_t units = 0;
+    for (size_t i = 0; i < l->n; i++)
+        units += ((const struct cfg__raw_link *)l->items + i)->units.n;
+    r->unit_names = calloc(units ? units : 1, sizeof(*r->unit_names));
+    cfg->links = calloc(l->n, sizeof(*cfg->links));
+    if (!r->unit_names || !cfg->links) {
+        r->ctx.oom = true;
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        const struct cfg__raw_link *rl =
+            (const struct cfg__raw_link *)l->items + i;
+        if (rl->name) {
+            for (size_t k = 0; k < i; k++) {
+                const struct cfg__raw_link *o =
+                    (const struct cfg__raw_link *)l->items + k;
+                if (o->name && strcmp(o->name, rl->name) == 0) {
+                    cfg__field_error(&r->ctx, s, rl, "name",
+                                     "duplicate link name '%s' (first at "
+                                     "line %u)",
+                                     rl->name, cfg__mark(s, o, "name").line);
+                    break;
+                }
+            }
+        }
+        resolve_link(r, rl, &cfg->links[cfg->n_links++]);
+    }
+}
+
+/* The sections' resolve hooks, run in this order after decoding (poll
+ * groups and templates before the links that reference them). */
+static void (*const resolve_hooks[])(struct res *r) = {
+    resolve_poll_groups,
+    resolve_templates,
+    resolve_links,
+};
+
+/* ---- entry points ---------------------------------------------------------
+ */
+
+static int set_file(struct cfg_errors *errs, const char *name)
+{
+    free(errs->file);
+    errs->file = strdup(name ? name : "(config)");
+    return errs->file ? GW_OK : GW_ENOMEM;
+}
+
+int cfg_load_buffer(const char *name, const char *data, size_t len,
+                    struct cfg **out, struct cfg_errors *errs)
+{
+    *out = NULL;
+    if (set_file(errs, name) != GW_OK)
+        return GW_ENOMEM;
+    size_t errors_before = errs->n;
+    struct cfg_mark top = {1, 1};
+    if (len > CFG__MAX_FILE) {
+        if (cfg__error(errs, (struct cfg_mark){0, 0}, "",
+                       "the file is larger than 16 MiB") != GW_OK)
+            return GW_ENOMEM;
+        return GW_ECONFIG;
+    }
+    struct cfg__node *root = NULL;
+    int rc = cfg__yaml_parse(data ? data : "", data ? len : 0, &root, errs);
+    if (rc != GW_OK)
+        goto sort;
+    if (!root || cfg__node_is_null(root) || root->kind != CFG__NODE_MAP) {
+        const char *what = !root || cfg__node_is_null(root) ? "empty"
+                           : root->kind == CFG__NODE_SEQ    ? "a list"
+                                                            : "a single value";
+        if (cfg__error(errs, root ? root->mark : top, "",
+                       "the device map is %s; expected a mapping with at "
+                       "least 'links'",
+                       what) != GW_OK)
+            rc = GW_ENOMEM;
+        else
+            rc = GW_ECONFIG;
+        cfg__node_free(root);
+        goto sort;
+    }
+
+    struct res r;
+    memset(&r, 0, sizeof(r));
+    r.ctx.errs = errs;
+    struct cfg__raw_root *raw = calloc(1, sizeof(*raw));
+    r.cfg = calloc(1, sizeof(*r.cfg));
+    if (!raw || !r.cfg) {
+        free(raw);
+        free(r.cfg);
+        cfg__node_free(root);
+        rc = GW_ENOMEM;
+        goto sort;
+    }
+    r.raw = raw;
+    cfg__decode(&r.ctx, &cfg__schema_root, root, "", raw);
+    cfg__node_free(root);
+    r.cfg->path = strdup(name ? name : "(config)");
+    if (!r.cfg->path)
+        r.ctx.oom = true;
+    for (size_t i = 0;
+         i < sizeof(resolve_hooks) / sizeof(resolve_hooks[0]) && !r.ctx.oom;
+         i++)
+        resolve_hooks[i](&r);
+    free(r.unit_names);
+    cfg__obj_free(&cfg__schema_root, raw);
+    free(raw);
+    if (r.ctx.oom) {
+        cfg_free(r.cfg);
+        rc = GW_ENOMEM;
+    } else if (errs->n > errors_before) {
+        cfg_free(r.cfg);
+        rc = GW_ECONFIG;
+    } else {
+        *out = r.cfg;
+        rc = GW_OK;
+    }
+sort:
+    cfg__errors_sort(errs);
+    return rc;
+}
+
+int cfg_load(const char *path, struct cfg **out, struct cfg_errors *errs)
+{
+    *out = NULL;
+    if (set_file(errs, path) != GW_OK)
+        return GW_ENOMEM;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        if (cfg__error(errs, (struct cfg_mark){0, 0}, "", "cannot open: %s",
+                       strerror(e)) != GW_OK)
+            return GW_ENOMEM;
+        return GW_EIO;
+    }
+    int rc = GW_OK;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = cfg__error(errs, (struct cfg_mark){0, 0}, "",
+                        "is a directory, not a device map");
+        rc = rc == GW_OK ? GW_EIO : rc;
+        goto out;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (cap > CFG__MAX_FILE) {
+                rc = cfg__error(errs, (struct cfg_mark){0, 0}, "",
+                                "the file is larger than 16 MiB");
+                rc = rc == GW_OK ? GW_ECONFIG : rc;
+                goto out;
+            }
+            cap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                rc = GW_ENOMEM;
+                goto out;
+            }
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f)) {
+                int e = errno;
+                rc = cfg__error(errs, (struct cfg_mark){0, 0}, "",
+                                "read error: %s", strerror(e));
+                rc = rc == GW_OK ? GW_EIO : rc;
+                goto out;
+            }
+            break;
+        }
+    }
+    rc = cfg_load_buffer(path, buf ? buf : "", len, out, errs);
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
