@@ -168,6 +168,54 @@ struct cfg_template {
     char *description; /* or NULL */
 };
 
+enum cfg_tls_mode {
+    CFG_TLS_STARTTLS, /* RFC 6120 STARTTLS on the c2s port (default) */
+    CFG_TLS_DIRECT,   /* XEP-0368 direct TLS */
+};
+
+/* SASL mechanisms, in the order of enum xs_sasl_mech (strongest first). */
+#define CFG_SASL_SCRAM_SHA_256_PLUS (1u << 0)
+#define CFG_SASL_SCRAM_SHA_1_PLUS (1u << 1)
+#define CFG_SASL_SCRAM_SHA_256 (1u << 2)
+#define CFG_SASL_SCRAM_SHA_1 (1u << 3)
+#define CFG_SASL_PLAIN (1u << 4)
+
+/* The `xmpp:` section: the account fieldgate logs in with. */
+struct cfg_xmpp {
+    bool present;          /* the section exists: run the XMPP session */
+    char *jid;             /* bare JID of the gateway's account */
+    char *password;        /* inline (discouraged) or NULL */
+    char *password_file;   /* a file holding the password, or NULL; a
+                              relative name is looked up in
+                              $CREDENTIALS_DIRECTORY first */
+    char *resource;        /* NULL: server-assigned */
+    char *host;            /* NULL: SRV records, then the JID's domain */
+    uint16_t port;         /* 0: 5222, or 5223 with direct TLS */
+    enum cfg_tls_mode tls;
+    char *ca_file;         /* NULL: the system trust store */
+    char *insecure_server; /* certificate NOT verified for this server
+                              (must be the JID's domain), or NULL */
+    unsigned sasl_mechanisms; /* CFG_SASL_* bits; default every SCRAM */
+    bool allow_plain;         /* PLAIN, over TLS only; default false */
+    uint32_t keepalive_ms;    /* ping the server after this idle time */
+    uint32_t ping_timeout_ms; /* reply and negotiation timeout */
+    uint32_t reconnect_min_ms, reconnect_max_ms;
+    uint32_t stanza_max;      /* bytes */
+    char *status;             /* presence status text, or NULL */
+    struct cfg_mark mark;
+};
+
+/* The `access:` section: who may do what over XMPP.  Entries are bare JIDs
+ * ("ops@example.org") or whole domains ("example.org").  Controllers may
+ * read too. */
+struct cfg_access {
+    char **readers;
+    size_t n_readers;
+    char **controllers;
+    size_t n_controllers;
+    struct cfg_mark mark;
+};
+
 struct cfg {
     char *path;
     struct cfg_poll_group *poll_groups; /* never empty: "default" exists */
@@ -176,6 +224,8 @@ struct cfg {
     size_t n_templates;
     struct cfg_link *links;
     size_t n_links;
+    struct cfg_xmpp xmpp;     /* xmpp.present false without the section */
+    struct cfg_access access; /* empty without the section */
 };
 
 /* One problem found in a file. */
