@@ -207,7 +207,7 @@ static double round_half_away(double y)
     double tol = fabs(y) * 4 * DBL_EPSILON;
     if (f >= 0.5 - tol)
         return t + copysign(1.0, y);
-    return t + 0.0; /* no negative zero */
+    return t;
 }
 
 static double apply_decimals(double x, int decimals)
