@@ -1,6 +1,7 @@
 /* sim_server.c - loop plumbing: wave timer, signals, delayed answers. */
 #include "sim_server.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,16 +160,17 @@ void sim__log_request(const struct sim_server *srv, const char *via,
         return;
     unsigned fc = len ? pdu[0] : 0;
     unsigned addr = len >= 3 ? (unsigned)pdu[1] << 8 | pdu[2] : 0;
-    unsigned qty = len >= 5 ? (unsigned)pdu[3] << 8 | pdu[4] : 0;
+    unsigned arg = len >= 5 ? (unsigned)pdu[3] << 8 | pdu[4] : 0;
+    /* FC05/FC06 carry a value where the others carry a quantity. */
+    const char *what = (fc == 5 || fc == 6) ? "value" : "qty";
+    char outcome[32];
     if (rsp_len == 0)
-        GW_LOG(srv->log, GW_LOG_DEBUG, "sim",
-               "%s unit %u fc %u addr %u qty %u: no answer", via, unit, fc,
-               addr, qty);
+        snprintf(outcome, sizeof(outcome), "no answer");
     else if (rsp[0] & 0x80)
-        GW_LOG(srv->log, GW_LOG_DEBUG, "sim",
-               "%s unit %u fc %u addr %u qty %u: exception %02x", via, unit, fc,
-               addr, qty, rsp_len > 1 ? rsp[1] : 0);
+        snprintf(outcome, sizeof(outcome), "exception %02x",
+                 rsp_len > 1 ? rsp[1] : 0u);
     else
-        GW_LOG(srv->log, GW_LOG_DEBUG, "sim",
-               "%s unit %u fc %u addr %u qty %u: ok", via, unit, fc, addr, qty);
+        snprintf(outcome, sizeof(outcome), "ok");
+    GW_LOG(srv->log, GW_LOG_DEBUG, "sim", "%s unit %u fc %u addr %u %s %u: %s",
+           via, unit, fc, addr, what, arg, outcome);
 }
