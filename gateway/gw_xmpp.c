@@ -1,0 +1,166 @@
+/* gw_xmpp.c - the XMPP session of the daemon. */
+#include "gw_xmpp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_access.h"
+#include "gw_err.h"
+#include "xs_conn.h"
+
+struct gw_xmpp {
+    uv_loop_t *loop;
+    const struct cfg *cfg;
+    struct gw_store *store;
+    struct gw_engine *engine;
+    const struct gw_log *log;
+    struct xs_conn *conn;
+    void (*closed_cb)(void *ud);
+    void *closed_ud;
+};
+
+static const char *const AREA = "xmpp";
+
+int gw_read_secret(const char *name, char *buf, size_t cap)
+{
+    char path[4096];
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    FILE *f = NULL;
+    if (name[0] != '/' && dir) {
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        f = fopen(path, "re");
+    }
+    if (!f)
+        f = fopen(name, "re");
+    if (!f)
+        return GW_EIO;
+    size_t n = fread(buf, 1, cap - 1, f);
+    bool more = fgetc(f) != EOF;
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (err)
+        return GW_EIO;
+    if (more) {
+        explicit_bzero(buf, cap);
+        return GW_ELIMIT;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    return GW_OK;
+}
+
+static enum xs_access on_access(void *ud, const char *bare_jid)
+{
+    struct gw_xmpp *x = ud;
+    switch (gw_access_check(&x->cfg->access, bare_jid)) {
+    case GW_ACCESS_CONTROL:
+        return XS_ACCESS_CONTROL;
+    case GW_ACCESS_READ:
+        return XS_ACCESS_READ;
+    default:
+        return XS_ACCESS_NONE;
+    }
+}
+
+static void on_online(void *ud, const char *full_jid, bool resumed)
+{
+    (void)ud;
+    (void)full_jid;
+    (void)resumed;
+}
+
+static void on_offline(void *ud, int err)
+{
+    (void)ud;
+    (void)err;
+}
+
+int gw_xmpp_new(uv_loop_t *loop, const struct cfg *cfg, struct gw_store *store,
+                struct gw_engine *engine, const struct gw_log *log,
+                struct gw_xmpp **out)
+{
+    const struct cfg_xmpp *xc = &cfg->xmpp;
+    char password[1024];
+    if (xc->password_file) {
+        int rc = gw_read_secret(xc->password_file, password, sizeof(password));
+        if (rc != GW_OK) {
+            GW_LOG(log, GW_LOG_ERROR, AREA,
+                   "cannot read the password file %s: %s", xc->password_file,
+                   rc == GW_ELIMIT ? "too long" : strerror(errno));
+            return rc;
+        }
+    } else if (xc->password) {
+        snprintf(password, sizeof(password), "%s", xc->password);
+    } else {
+        GW_LOG(log, GW_LOG_ERROR, AREA, "no password for %s", xc->jid);
+        return GW_EINVAL;
+    }
+    struct gw_xmpp *x = calloc(1, sizeof(*x));
+    if (!x) {
+        explicit_bzero(password, sizeof(password));
+        return GW_ENOMEM;
+    }
+    x->loop = loop;
+    x->cfg = cfg;
+    x->store = store;
+    x->engine = engine;
+    x->log = log;
+    struct xs_conn_config cc = {
+        .jid = xc->jid,
+        .password = password,
+        .resource = xc->resource,
+        .host = xc->host,
+        .port = xc->port,
+        .direct_tls = xc->tls == CFG_TLS_DIRECT,
+        .ca_file = xc->ca_file,
+        .verify = xc->insecure_server == NULL,
+        .sasl_allowed = xc->sasl_mechanisms,
+        .allow_plain = xc->allow_plain,
+        .keepalive_ms = xc->keepalive_ms,
+        .ping_timeout_ms = xc->ping_timeout_ms,
+        .reconnect_min_ms = xc->reconnect_min_ms,
+        .reconnect_max_ms = xc->reconnect_max_ms,
+        .stanza_max = xc->stanza_max,
+        .status = xc->status,
+    };
+    struct xs_conn_cbs cbs = {
+        .online = on_online,
+        .offline = on_offline,
+        .access = on_access,
+    };
+    int rc = xs_conn_new(loop, &cc, &cbs, x, log, &x->conn);
+    explicit_bzero(password, sizeof(password));
+    if (rc != GW_OK) {
+        free(x);
+        return rc;
+    }
+    *out = x;
+    return GW_OK;
+}
+
+int gw_xmpp_start(struct gw_xmpp *x)
+{
+    return xs_conn_start(x->conn);
+}
+
+static void on_conn_closed(void *ud)
+{
+    struct gw_xmpp *x = ud;
+    void (*cb)(void *) = x->closed_cb;
+    void *cud = x->closed_ud;
+    free(x);
+    if (cb)
+        cb(cud);
+}
+
+void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
+{
+    if (!x)
+        return;
+    x->closed_cb = closed_cb;
+    x->closed_ud = ud;
+    xs_conn_free(x->conn, on_conn_closed, x);
+}
