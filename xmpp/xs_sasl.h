@@ -92,7 +92,7 @@ int xs_sasl_new(enum xs_sasl_mech mech, const char *authcid,
 void xs_sasl_free(struct xs_sasl *s);
 
 /* One client step.  First call: in = NULL, in_len = 0, gives the initial
- * response.  Then once per server challenge.  On 0, *out/*out_len is the
+ * response.  Then once per server challenge.  On 0, *out and *out_len is the
  * message to send (owned by s, valid until the next call or free; an empty
  * initial response is sent as "=" in XMPP).  Errors: GW_EPROTO (malformed
  * or unexpected challenge), GW_EAUTH (nonce does not extend ours, iteration
@@ -113,8 +113,9 @@ const char *xs_sasl_error(const struct xs_sasl *s);
 /* Base64 (RFC 4648, with padding, no whitespace).  encode writes a
  * NUL-terminated string: returns 0 or GW_ELIMIT when cap < 4*ceil(n/3)+1.
  * decode is strict and treats the single "=" that XMPP uses for empty data
- * (RFC 6120 §6.4.2) as empty: returns 0 and *out_len, GW_EPROTO (bad
- * character, padding or length) or GW_ELIMIT (cap too small). */
+ * (RFC 6120 §6.4.2) as empty; it refuses non-zero bits under the padding.
+ * Returns 0 and *out_len, GW_EPROTO (bad character, padding or length) or
+ * GW_ELIMIT (cap too small). */
 int xs_sasl_b64_encode(const void *in, size_t n, char *out, size_t cap);
 int xs_sasl_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap,
                        size_t *out_len);
