@@ -66,10 +66,12 @@ struct cfg__node {
 
 /* Parses one YAML document.  On success *root is the document's top node
  * (NULL for an empty document) and the caller frees it with
- * cfg__node_free.  Syntax errors, aliases, anchors, tags, duplicate keys,
- * non-scalar keys, more than one document, nesting deeper than
- * CFG__MAX_DEPTH and more than CFG__MAX_NODES nodes are reported into errs
- * and return GW_ECONFIG with *root NULL; GW_ENOMEM on allocation failure. */
+ * cfg__node_free.  Duplicate keys are reported into errs but are not fatal
+ * (the tree keeps both; the walker uses the first).  Syntax errors,
+ * aliases, anchors, tags, non-scalar keys, more than one document, nesting
+ * deeper than CFG__MAX_DEPTH and more than CFG__MAX_NODES nodes are
+ * reported into errs and return GW_ECONFIG with *root NULL; GW_ENOMEM on
+ * allocation failure. */
 int cfg__yaml_parse(const char *data, size_t len, struct cfg__node **root,
                     struct cfg_errors *errs);
 void cfg__node_free(struct cfg__node *node);

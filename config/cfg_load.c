@@ -378,9 +378,11 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
     out->decimals = -1;
     out->scale = 1;
 
-    /* table and address */
+    /* table and address; later checks against the table need to know it */
+    bool table_known = false;
     if (cfg__has(PS, rp, "table")) {
         out->table = (enum cfg_table)rp->table;
+        table_known = !cfg__is_bad(PS, rp, "table");
         int64_t base = pc->address_base;
         if (cfg__has(PS, rp, "address") && !cfg__is_bad(PS, rp, "address")) {
             if (rp->address < base || rp->address > 65535 + base) {
@@ -404,6 +406,8 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
                 "400001-465536); or give 'table' and a plain offset",
                 rp->address);
             layout = false;
+        } else {
+            table_known = true;
         }
     }
 
@@ -412,7 +416,9 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
         is_bit_table(out->table) ? CFG_TYPE_BOOL : CFG_TYPE_UINT16;
     if (cfg__has(PS, rp, "type") && !cfg__is_bad(PS, rp, "type")) {
         t = (enum cfg_type)rp->type;
-        if (is_bit_table(out->table) && t != CFG_TYPE_BOOL) {
+        if (!table_known) {
+            layout = false;
+        } else if (is_bit_table(out->table) && t != CFG_TYPE_BOOL) {
             cfg__field_error(c, PS, rp, "type",
                              "type %s is not allowed on the %s table "
                              "(coils and discrete inputs are bool)",
@@ -524,7 +530,7 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
 
     /* writing */
     out->writable = rp->writable;
-    if (rp->writable &&
+    if (rp->writable && table_known &&
         (out->table == CFG_TABLE_DISCRETE || out->table == CFG_TABLE_INPUT)) {
         cfg__field_error(c, PS, rp, "writable",
                          "the %s table is read-only; writable points are "
@@ -552,7 +558,7 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
                                             CFG_WRITE_FC06, CFG_WRITE_FC15,
                                             CFG_WRITE_FC16};
     out->write_fc = fcs[rp->write_fc];
-    if (rp->writable && out->write_fc != CFG_WRITE_AUTO) {
+    if (rp->writable && table_known && out->write_fc != CFG_WRITE_AUTO) {
         bool coil_fc =
             out->write_fc == CFG_WRITE_FC05 || out->write_fc == CFG_WRITE_FC15;
         if (coil_fc && out->table != CFG_TABLE_COIL)
@@ -856,7 +862,7 @@ static void resolve_unit(struct res *r, const struct cfg__raw_link *rl,
     if (type_ok && cl->type != CFG_LINK_TCP && cfg__has(us, u, "id") &&
         !cfg__is_bad(us, u, "id") && (u->id < 1 || u->id > 247))
         cfg__field_error(c, us, u, "id",
-                         "unit id %" PRIu64 " out of range 1..247 on a %s "
+                         "unit id %" PRIu64 " out of range 1..247 on an %s "
                          "link (0 is broadcast)",
                          u->id, cfg_link_type_name(cl->type));
 
@@ -932,6 +938,7 @@ static void resolve_link(struct res *r, const struct cfg__raw_link *rl,
 
     if (cfg__has(s, rl, "type") && !cfg__is_bad(s, rl, "type")) {
         const char *tn = cfg_link_type_name(cl->type);
+        const char *an = cl->type == CFG_LINK_TCP ? "a" : "an";
         if (cl->type == CFG_LINK_RTU) {
             if (!cfg__has(s, rl, "device"))
                 cfg__field_error(c, s, rl, "device",
@@ -955,21 +962,21 @@ static void resolve_link(struct res *r, const struct cfg__raw_link *rl,
         } else {
             if (!cfg__has(s, rl, "host"))
                 cfg__field_error(c, s, rl, "host",
-                                 "a %s link needs 'host' (name or address)",
-                                 tn);
+                                 "%s %s link needs 'host' (name or address)",
+                                 an, tn);
             if (cfg__has(s, rl, "device"))
                 cfg__field_error(c, s, rl, "device",
-                                 "'device' is only for rtu links; a %s link "
+                                 "'device' is only for rtu links; %s %s link "
                                  "uses 'host' and 'port'",
-                                 tn);
+                                 an, tn);
             static const char *const serial[] = {"baud", "parity", "data_bits",
                                                  "stop_bits", "rs485"};
             for (size_t i = 0; i < sizeof(serial) / sizeof(serial[0]); i++) {
                 if (cfg__has(s, rl, serial[i]))
                     cfg__field_error(c, s, rl, serial[i],
                                      "'%s' is only for rtu links (set it on "
-                                     "the device or gateway of a %s link)",
-                                     serial[i], tn);
+                                     "the device or gateway of %s %s link)",
+                                     serial[i], an, tn);
             }
         }
     }
@@ -993,6 +1000,8 @@ static void resolve_links(struct res *r)
     const struct cfg__list *l = &r->raw->links;
     struct cfg *cfg = r->cfg;
     const struct cfg__schema *s = &cfg__schema_link;
+    if (l->n == 0 && cfg__is_bad(&cfg__schema_root, r->raw, "links"))
+        return; /* "links" is there but not a list: already reported */
     if (l->n == 0) {
         struct cfg_mark m = cfg__mark(&cfg__schema_root, r->raw, "links");
         if (cfg__error(r->ctx.errs, m, "links", "no links: nothing to poll") !=

@@ -362,7 +362,7 @@ int cfg__yaml_parse(const char *data, size_t len, struct cfg__node **root,
         cfg__node_free(b.root);
         return GW_ENOMEM;
     }
-    if (b.failed || errs->n) {
+    if (b.failed) {
         cfg__node_free(b.root);
         return GW_ECONFIG;
     }
