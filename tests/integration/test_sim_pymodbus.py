@@ -101,7 +101,7 @@ def typed_values(port):
     dec = BinaryPayloadDecoder.fromRegisters(h[20:24], byteorder=Endian.Big)
     check("string SIM-1", dec.decode_string(8) == b"SIM-1\0\0\0", h[20:24])
     check("bcd16 1234", h[24] == 0x1234, hex(h[24]))
-    i = regs(c, 0, 5, 1, fc=4)
+    i = regs(c, 0, 5, 1, fc=4)  # input 0..12 (10..12 are waves)
     dec = BinaryPayloadDecoder.fromRegisters(i[0:2], byteorder=Endian.Big,
                                              wordorder=Endian.Little)
     check("input float32 CDAB 50.0", dec.decode_32bit_float() == 50.0, i)
@@ -152,6 +152,31 @@ def wave_and_sticky_write(port):
     check("write to a wave value", not r.isError(), r)
     time.sleep(0.5)  # five wave periods: the write must still be there
     check("written value sticks", regs(c, 30, 1, 1) == [5000])
+    c.close()
+
+
+def waves_in_range(port):
+    """sine -40..85 (int16), ramp 100..200, random 0..1000: every sample in
+    range, and each wave takes more than one value over a few periods."""
+    c = client(port)
+    seen = {10: set(), 11: set(), 12: set()}
+    bounds = {10: (-40, 85), 11: (100, 200), 12: (0, 1000)}
+    bad = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = regs(c, 10, 3, 1, fc=4)
+        vals = {10: struct.unpack(">h", struct.pack(">H", r[0]))[0],
+                11: r[1], 12: r[2]}
+        for a, v in vals.items():
+            seen[a].add(v)
+            if not bounds[a][0] <= v <= bounds[a][1]:
+                bad.append((a, v))
+        if all(len(s) >= 3 for s in seen.values()):
+            break
+        time.sleep(0.03)
+    check("waves stay in range", not bad, bad[:5])
+    check("waves move", all(len(s) >= 3 for s in seen.values()),
+          {a: sorted(s)[:5] for a, s in seen.items()})
     c.close()
 
 
@@ -236,6 +261,7 @@ def main():
         typed_values(ports[0])
         second_port_shares_units(ports)
         wave_and_sticky_write(ports[1])
+        waves_in_range(ports[0])
         many_clients(ports[0])
         slow_does_not_block_fast(ports[0])
         dead_unit(ports[1])

@@ -41,7 +41,7 @@ done
 [ -e "$TMP/sim" ] && [ -e "$TMP/master" ] || { echo "SKIP: socat made no pty pair"; exit 77; }
 
 "$SIM" --rtu "$TMP/sim:19200:even:8:1" --units 1-3 --dead 2 --slow 3:300ms \
-    --illegal 1:100-109 --stats >"$TMP/out" 2>"$TMP/err" &
+    --illegal 1:100-109 --stats --verbose >"$TMP/out" 2>"$TMP/err" &
 PID=$!
 for _ in $(seq 1 200); do
     grep -q '^READY ' "$TMP/out" && break
@@ -85,6 +85,63 @@ done
 # The bus still works after the timeouts.
 expect "unit 1 after timeouts" "1000" "$(poll -a 1 -t 4 -r 1 -c 1)"
 
+# Inter-frame silence, with raw frames: a frame written in two parts back to
+# back is one frame and is answered; a long pause (300 ms >> t3.5 = 4 ms)
+# splits it into two fragments that are ignored (too short, bad CRC); two
+# frames with no silence between them are one bad frame, also ignored.
+/usr/bin/python3 - "$TMP/master" <<'PY'
+import os, select, sys, termios, time, tty
+
+def crc16(b):
+    crc = 0xFFFF
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return bytes([crc & 0xFF, crc >> 8])
+
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+tty.setraw(fd)
+req = bytes([1, 3, 0, 9, 0, 1])
+req += crc16(req)
+want = bytes([1, 3, 2, 1009 >> 8, 1009 & 0xFF])
+want += crc16(want)
+
+def answer(timeout):
+    got = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], max(0, end - time.monotonic()))
+        if not r:
+            break
+        got += os.read(fd, 256)
+        if len(got) >= len(want):
+            break
+    return got
+
+fails = 0
+def check(name, ok, detail=""):
+    global fails
+    print(("ok: " if ok else "FAIL: ") + name, "" if ok else detail)
+    fails += 0 if ok else 1
+
+os.write(fd, req)
+check("raw RTU request answered", answer(1.0) == want)
+os.write(fd, req[:3]); os.write(fd, req[3:])
+check("frame written in two parts is one frame", answer(1.0) == want)
+os.write(fd, req[:3]); time.sleep(0.3); os.write(fd, req[3:])
+got = answer(0.3)
+check("frame with a 300 ms gap is ignored", got == b"", got)
+os.write(fd, req + req)
+got = answer(0.3)
+check("two frames without silence are ignored", got == b"", got)
+os.write(fd, req)
+check("answered again after silence", answer(1.0) == want)
+os.close(fd)
+sys.exit(1 if fails else 0)
+PY
+[ $? -eq 0 ] || fail "inter-frame silence"
+
 kill -TERM "$PID"
 wait "$PID"; rc=$?
 PID=
@@ -92,6 +149,8 @@ PID=
 stats=$(grep '^STATS ' "$TMP/out")
 echo "$stats"
 echo "$stats" | grep -q ' unit2=1/0' && pass "dead unit counted" || fail "stats: $stats"
+grep -q "(3 bad frames)" "$TMP/err" && pass "3 bad frames counted" ||
+    fail "bad frames: $(grep 'bad frames' "$TMP/err")"
 
 [ $failures -eq 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "all passed"
