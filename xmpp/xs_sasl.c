@@ -505,7 +505,10 @@ void xs_sasl_free(struct xs_sasl *s)
         gnutls_memset(s->authcid, 0, strlen(s->authcid));
         free(s->authcid);
     }
-    free(s->authzid);
+    if (s->authzid) {
+        gnutls_memset(s->authzid, 0, strlen(s->authzid));
+        free(s->authzid);
+    }
     gnutls_memset(s, 0, sizeof(*s));
     free(s);
 }

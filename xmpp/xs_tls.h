@@ -90,7 +90,9 @@ int xs_tls_feed(struct xs_tls *t, const void *data, size_t len);
 
 /* Drives the handshake.  Returns 0 once it is complete (also on later
  * calls), GW_EAGAIN when it needs more input, or GW_ETLS (see
- * xs_tls_error(): certificate verification failures say why). */
+ * xs_tls_error(): certificate verification failures say why) or GW_EIO
+ * (output callback failed).  After the first 0, call xs_tls_read() until
+ * GW_EAGAIN: records that came with the last flight are already buffered. */
 int xs_tls_handshake(struct xs_tls *t);
 
 /* Reads decrypted data.  Returns 0 with *got > 0, GW_EAGAIN (no complete
