@@ -113,14 +113,15 @@ int ad_link_init(struct ad_link *link, uv_loop_t *loop,
 
 /* ---- worker side ------------------------------------------------------ */
 
-static void disconnect(struct ad_link *link)
+/* Closes the connection; lost says whether that is a failure to log. */
+static void disconnect(struct ad_link *link, bool lost)
 {
     if (!link->mb)
         return;
     modbus_close(link->mb);
     modbus_free(link->mb);
     link->mb = NULL;
-    if (link->connected)
+    if (link->connected && lost)
         GW_LOG(link->log, GW_LOG_WARN, "modbus", "link %s: disconnected",
                link->cfg->name);
     link->connected = false;
@@ -213,26 +214,34 @@ static int ensure_connected(struct ad_link *link)
 /* Maps a failed libmodbus call's errno to a gw_err (and exception code). */
 static int classify(int e, uint8_t *exception)
 {
-    if (e > MODBUS_ENOBASE && e <= MODBUS_ENOBASE + MODBUS_EXCEPTION_MAX) {
+    /* MODBUS_EXCEPTION_MAX is one past the last exception code: EMBBADCRC
+     * equals MODBUS_ENOBASE + MODBUS_EXCEPTION_MAX and is no exception. */
+    if (e > MODBUS_ENOBASE && e < MODBUS_ENOBASE + MODBUS_EXCEPTION_MAX) {
         *exception = (uint8_t)(e - MODBUS_ENOBASE);
         return GW_EMBEXC;
     }
     if (e == ETIMEDOUT)
         return GW_ETIMEOUT;
+    /* A garbled reply, or one from another unit or for another function:
+     * the link itself is fine. */
     if (e == EMBBADCRC || e == EMBBADDATA || e == EMBMDATA || e == EMBBADEXC ||
-        e == EMBUNKEXC)
+        e == EMBUNKEXC || e == EMBBADSLAVE)
         return GW_EPROTO;
     if (e == EINVAL)
         return GW_EINVAL;
     return GW_EDISCONNECTED;
 }
 
-/* Waits out the inter-frame silence (RTU) and the link's request delay. */
+/* Waits out the inter-frame silence (RTU), the turnaround guard after a
+ * broadcast (no unit answers it, so the units need time to act before the
+ * next frame) and the link's request delay. */
 static void pace(struct ad_link *link)
 {
     int64_t gap = (int64_t)link->cfg->delay_ms * 1000;
     if (link->cfg->type == CFG_LINK_RTU)
         gap += rtu_silence_us(link->cfg);
+    if (link->last_broadcast)
+        gap += (int64_t)link->cfg->turnaround_ms * 1000;
     if (link->last_frame_end_us)
         sleep_us(link->last_frame_end_us + gap - mono_us());
 }
@@ -343,18 +352,25 @@ static void run_io(struct ad_link *link, struct ad_io *io)
             e = errno;
         }
         link->last_frame_end_us = mono_us();
+        link->last_broadcast = io->unit_id == MODBUS_BROADCAST_ADDRESS;
         io->rtt_us = (uint32_t)(link->last_frame_end_us - t0);
         if (r == 0) {
             io->rc = GW_OK;
             return;
         }
         io->rc = classify(e, &io->exception);
+        if (io->rc == GW_ETIMEOUT && link->last_broadcast &&
+            io->op != AD_IO_READ) {
+            /* Nobody answers a broadcast write: silence is success. */
+            io->rc = GW_OK;
+            return;
+        }
         if (io->rc == GW_EMBEXC || io->rc == GW_EINVAL)
             return; /* the unit answered: retrying changes nothing */
         if (io->rc == GW_EDISCONNECTED) {
             GW_LOG(link->log, GW_LOG_WARN, "modbus", "link %s: %s",
                    link->cfg->name, modbus_strerror(e));
-            disconnect(link);
+            disconnect(link, true);
             /* Reconnect at once for the retry, then back off. */
             if (ensure_connected(link) != GW_OK)
                 return;
@@ -367,11 +383,57 @@ static void run_io(struct ad_link *link, struct ad_io *io)
     }
 }
 
+static void run_job(struct ad_link *link, struct ad_job *job);
+
+/* Pops a job of higher priority than `below`, or NULL.  Called locked. */
+static struct ad_job *pop_urgent(struct ad_link *link, enum ad_prio below)
+{
+    for (int p = 0; p < (int)below; p++) {
+        struct ad_job *job = link->queue[p];
+        if (job) {
+            link->queue[p] = job->next;
+            if (!job->next)
+                link->queue_tail[p] = NULL;
+            job->next = NULL;
+            return job;
+        }
+    }
+    return NULL;
+}
+
+static void finish_job(struct ad_link *link, struct ad_job *job)
+{
+    pthread_mutex_lock(&link->mu);
+    job->next = link->finished;
+    link->finished = job;
+    uv_async_send(&link->async);
+    pthread_mutex_unlock(&link->mu);
+}
+
+/* Between two requests of a poll cycle: writes and on-demand reads that
+ * arrived meanwhile go first, so a long cycle never holds a command back
+ * for more than one transaction. */
+static void run_urgent(struct ad_link *link)
+{
+    for (;;) {
+        pthread_mutex_lock(&link->mu);
+        struct ad_job *job =
+            link->stopping ? NULL : pop_urgent(link, AD_PRIO_POLL);
+        pthread_mutex_unlock(&link->mu);
+        if (!job)
+            return;
+        run_job(link, job);
+        finish_job(link, job);
+    }
+}
+
 static void run_job(struct ad_link *link, struct ad_job *job)
 {
     uint8_t dead[256] = {0};
     for (size_t i = 0; i < job->n_ios; i++) {
         struct ad_io *io = &job->ios[i];
+        if (job->prio == AD_PRIO_POLL && i > 0)
+            run_urgent(link);
         io->skipped = false;
         io->exception = 0;
         io->rtt_us = 0;
@@ -389,17 +451,7 @@ static void run_job(struct ad_link *link, struct ad_job *job)
 
 static struct ad_job *pop_job(struct ad_link *link)
 {
-    for (int p = 0; p < AD_PRIO_COUNT; p++) {
-        struct ad_job *job = link->queue[p];
-        if (job) {
-            link->queue[p] = job->next;
-            if (!job->next)
-                link->queue_tail[p] = NULL;
-            job->next = NULL;
-            return job;
-        }
-    }
-    return NULL;
+    return pop_urgent(link, AD_PRIO_COUNT);
 }
 
 static void *worker(void *arg)
@@ -419,10 +471,8 @@ static void *worker(void *arg)
         }
         pthread_mutex_unlock(&link->mu);
         run_job(link, job);
+        finish_job(link, job);
         pthread_mutex_lock(&link->mu);
-        job->next = link->finished;
-        link->finished = job;
-        uv_async_send(&link->async);
     }
     /* Cancel what is still queued. */
     struct ad_job *job;
@@ -434,7 +484,7 @@ static void *worker(void *arg)
         link->finished = job;
     }
     pthread_mutex_unlock(&link->mu);
-    disconnect(link);
+    disconnect(link, false);
     return NULL;
 }
 

@@ -92,6 +92,7 @@ struct ad_link {
     uint32_t backoff_ms;
     int64_t next_connect_us;   /* monotonic */
     int64_t last_frame_end_us; /* monotonic, RTU silence */
+    bool last_broadcast;       /* the last frame went to unit 0 */
     uint64_t rng;
 };
 
