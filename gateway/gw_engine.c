@@ -60,7 +60,10 @@ struct gw_engine {
     void *closed_data;
 };
 
-/* An on-demand read or a write: one heap job with its own buffers. */
+/* An on-demand read or a write: one heap job with its own buffers.  A
+ * read whose coalesced request was split after exception 02/03 has
+ * children (the split reads); its callback runs when the last of them is
+ * done, with the outcome of the split reads. */
 struct eng_req {
     struct gw_engine *eng;
     struct eng_link *el;
@@ -69,6 +72,11 @@ struct eng_req {
     struct ad_plan plan; /* reads */
     size_t point;        /* writes */
     bool is_write;
+    bool job_done;          /* job->done has run */
+    struct eng_req *parent; /* for split reads of an on-demand read */
+    size_t children;        /* split reads still running */
+    int rc;                 /* outcome so far */
+    uint8_t exception;
     gw_engine_cb cb;
     void *data;
     uint16_t *buf;
@@ -190,21 +198,26 @@ static enum cfg_table table_of_fc(uint8_t fc)
 
 static int submit_split(struct gw_engine *eng, struct eng_link *el,
                         const struct ad_plan *plan,
-                        const struct ad_request *req);
+                        const struct ad_request *req, struct eng_req *parent);
 
 /* Learns from exceptions 02/03: returns true when the request was split
- * (its points are then stored by the split read). */
+ * (its points are then stored by the split read, a child of parent when
+ * parent is not NULL). */
 static bool handle_exception(struct gw_engine *eng, struct eng_link *el,
                              const struct ad_plan *plan,
                              const struct ad_request *req,
-                             const struct ad_io *io)
+                             const struct ad_io *io, struct eng_req *parent)
 {
     if (io->rc != GW_EMBEXC || (io->exception != 2 && io->exception != 3))
         return false;
     struct eng_unit *eu = &el->units[req->unit];
     const struct cfg_unit *cu = cunit(el, req->unit);
-    bool single =
-        req->n == 1 && cu->points[plan->points[req->first]].count == req->count;
+    /* A request whose points all start at its first address cannot be
+     * split any further (e.g. a register and a bit of it). */
+    bool single = true;
+    for (size_t k = 0; k < req->n; k++)
+        if (cu->points[plan->points[req->first + k]].address != req->start)
+            single = false;
     if (single) {
         if (io->exception == 2) {
             GW_LOG(eng->log, GW_LOG_WARN, AREA,
@@ -231,15 +244,22 @@ static bool handle_exception(struct gw_engine *eng, struct eng_link *el,
             el->replan = true;
         }
     }
-    return submit_split(eng, el, plan, req) == GW_OK;
+    return submit_split(eng, el, plan, req, parent) == GW_OK;
 }
 
-/* Per-unit cycle outcome: backoff and status. */
+/* Per-unit cycle outcome: backoff and status.  A cycle that failed only
+ * because the link is down says nothing about the unit: it shows offline,
+ * but its backoff is left alone (the link has its own), so it is polled
+ * fully as soon as the link is back. */
 static void unit_outcome(struct gw_engine *eng, struct eng_link *el, size_t u,
-                         bool failed, bool partial, int64_t now)
+                         bool failed, bool partial, bool link_down, int64_t now)
 {
     struct eng_unit *eu = &el->units[u];
     size_t l = el->index;
+    if (link_down && !failed) {
+        gw_store_set_unit_status(eng->store, l, u, GW_UNIT_OFFLINE, now);
+        return;
+    }
     if (!failed) {
         if (eu->skip_until)
             GW_LOG(eng->log, GW_LOG_NOTICE, AREA, "unit %s: back online",
@@ -393,28 +413,33 @@ static void on_cycle_done(struct ad_job *job)
     int64_t now = gw_now_ms();
     gw_store_set_link_connected(eng->store, l, job->connected);
     size_t n_units = el->plan_cfg.n_units;
-    /* Per unit of this job: did any request fail hard, any partially? */
-    uint8_t *seen = calloc(n_units ? n_units : 1, 3);
-    if (!seen)
+    /* Per unit of this job: seen, failed hard (the unit did not answer
+     * properly), partially (exceptions), or not reached (link down). */
+    enum { SEEN = 1, FAILED = 2, PARTIAL = 4, LINK_DOWN = 8 };
+    uint8_t *flags = calloc(n_units ? n_units : 1, 1);
+    if (!flags)
         return;
     for (size_t i = 0; i < job->n_ios; i++) {
         const struct ad_io *io = &job->ios[i];
         const struct ad_request *req = &g->plan.reqs[io->tag];
         count_io(eng, l, req->unit, io);
-        seen[req->unit * 3] = 1;
-        if (io->rc == GW_ETIMEOUT || io->rc == GW_EDISCONNECTED ||
-            io->rc == GW_EPROTO)
-            seen[req->unit * 3 + 1] = 1;
+        uint8_t f = SEEN;
+        if (io->rc == GW_ETIMEOUT || io->rc == GW_EPROTO)
+            f |= FAILED;
+        else if (io->rc == GW_EDISCONNECTED || io->rc == GW_ECANCELED)
+            f |= LINK_DOWN;
         else if (io->rc != GW_OK)
-            seen[req->unit * 3 + 2] = 1;
-        if (handle_exception(eng, el, &g->plan, req, io))
+            f |= PARTIAL;
+        flags[req->unit] |= f;
+        if (handle_exception(eng, el, &g->plan, req, io, NULL))
             continue;
         store_request(eng, l, &g->plan, req, io, now);
     }
     for (size_t u = 0; u < n_units; u++)
-        if (seen[u * 3])
-            unit_outcome(eng, el, u, seen[u * 3 + 1], seen[u * 3 + 2], now);
-    free(seen);
+        if (flags[u] & SEEN)
+            unit_outcome(eng, el, u, flags[u] & FAILED, flags[u] & PARTIAL,
+                         (flags[u] & LINK_DOWN) && !job->connected, now);
+    free(flags);
     g->cycles++;
 }
 
@@ -494,7 +519,7 @@ static void current_holes(struct eng_link *el, struct ad_plan_holes *h)
 
 static int submit_split(struct gw_engine *eng, struct eng_link *el,
                         const struct ad_plan *plan,
-                        const struct ad_request *req)
+                        const struct ad_request *req, struct eng_req *parent)
 {
     /* Each point of the failed request alone: single_register planning
      * of exactly these points. */
@@ -521,9 +546,15 @@ static int submit_split(struct gw_engine *eng, struct eng_link *el,
         return GW_ENOMEM;
     }
     rc = ad_link_submit(&el->link, &r->job);
-    if (rc != GW_OK)
+    if (rc != GW_OK) {
         req_free(r);
-    return rc;
+        return rc;
+    }
+    if (parent) {
+        r->parent = parent;
+        parent->children++;
+    }
+    return GW_OK;
 }
 
 int gw_engine_read(struct gw_engine *eng, size_t link, size_t unit,
@@ -645,14 +676,31 @@ int gw_engine_write(struct gw_engine *eng, size_t link, size_t unit,
     return rc;
 }
 
+/* Runs once a request and all its split reads are done: the callback,
+ * then the parent's bookkeeping. */
+static void req_finish(struct eng_req *r)
+{
+    struct gw_engine *eng = r->eng;
+    struct eng_req *parent = r->parent;
+    if (r->cb)
+        r->cb(r->data, eng->closing ? GW_ECANCELED : r->rc, r->exception);
+    if (parent) {
+        if (r->rc != GW_OK && parent->rc == GW_OK) {
+            parent->rc = r->rc;
+            parent->exception = r->exception;
+        }
+        if (--parent->children == 0 && parent->job_done)
+            req_finish(parent);
+    }
+    req_free(r);
+}
+
 static void on_req_done(struct ad_job *job)
 {
     struct eng_req *r = job->data;
     struct gw_engine *eng = r->eng;
     struct eng_link *el = r->el;
     size_t l = el->index;
-    int rc = GW_OK;
-    uint8_t exc = 0;
     if (!eng->closing)
         gw_store_set_link_connected(eng->store, l, job->connected);
     int64_t now = gw_now_ms();
@@ -660,29 +708,30 @@ static void on_req_done(struct ad_job *job)
         const struct ad_io *io = &job->ios[i];
         if (!eng->closing)
             count_io(eng, l, r->unit, io);
-        if (io->rc != GW_OK && rc == GW_OK) {
-            rc = io->rc;
-            exc = io->exception;
+        if (!r->is_write && !eng->closing) {
+            const struct ad_request *req = &r->plan.reqs[io->tag];
+            /* A split request's outcome is its split reads'. */
+            if (handle_exception(eng, el, &r->plan, req, io, r))
+                continue;
+            store_request(eng, l, &r->plan, req, io, now);
         }
-        if (r->is_write || eng->closing)
-            continue;
-        const struct ad_request *req = &r->plan.reqs[io->tag];
-        if (handle_exception(eng, el, &r->plan, req, io))
-            continue;
-        store_request(eng, l, &r->plan, req, io, now);
+        if (io->rc != GW_OK && r->rc == GW_OK) {
+            r->rc = io->rc;
+            r->exception = io->exception;
+        }
     }
+    r->job_done = true;
     if (r->is_write && !eng->closing) {
         const struct cfg_point *p = &cunit(el, r->unit)->points[r->point];
-        GW_LOG(eng->log, rc ? GW_LOG_WARN : GW_LOG_INFO, AREA,
+        GW_LOG(eng->log, r->rc ? GW_LOG_WARN : GW_LOG_INFO, AREA,
                "write %s.%s: %s", cunit(el, r->unit)->name, p->name,
-               rc ? gw_strerror(rc) : "ok");
+               r->rc ? gw_strerror(r->rc) : "ok");
         /* Refresh the store from the device. */
         size_t pt = r->point;
         gw_engine_read(eng, l, r->unit, &pt, 1, NULL, NULL);
     }
-    if (r->cb)
-        r->cb(r->data, eng->closing ? GW_ECANCELED : rc, exc);
-    req_free(r);
+    if (r->children == 0)
+        req_finish(r);
 }
 
 void gw_engine_reset_backoff(struct gw_engine *eng, size_t link, size_t unit)
