@@ -33,8 +33,24 @@ static void on_store_event(void *data, enum gw_store_event ev, size_t link,
                            size_t unit, size_t point)
 {
     struct gw_daemon *d = data;
-    if (ev != GW_STORE_POINT)
+    if (ev == GW_STORE_LINK) {
+        GW_LOG(d->log, GW_LOG_NOTICE, "state", "link %s: %s",
+               d->cfg->links[link].name,
+               d->store.links[link].connected ? "connected" : "disconnected");
         return;
+    }
+    if (ev == GW_STORE_UNIT) {
+        const struct gw_unit_state *us = &d->store.links[link].units[unit];
+        if (us->status == GW_UNIT_ONLINE)
+            GW_LOG(d->log, GW_LOG_NOTICE, "state", "unit %s: online",
+                   d->cfg->links[link].units[unit].name);
+        else
+            GW_LOG(d->log, GW_LOG_WARN, "state", "unit %s: %s (last error: %s)",
+                   d->cfg->links[link].units[unit].name,
+                   gw_unit_status_name(us->status),
+                   us->last_err ? gw_strerror(us->last_err) : "none");
+        return;
+    }
     const struct cfg_unit *cu = &d->cfg->links[link].units[unit];
     const struct gw_point_state *ps =
         gw_store_point(&d->store, link, unit, point);
