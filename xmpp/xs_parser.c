@@ -47,6 +47,7 @@ struct xs_parser {
     size_t stop_pos;       /* ctxt position when a reset was requested */
     bool stopped;          /* no more SAX work for this ctxt */
     bool in_feed;          /* xs_parser_feed is on the stack */
+    bool in_start;         /* the stream_start callback is running */
     bool reset_pending;    /* xs_parser_reset called from a callback */
     bool free_pending;     /* xs_parser_free called from a callback */
     bool err_reported;     /* the error callback ran */
@@ -376,7 +377,9 @@ static void stream_start(struct xs_parser *p, const xmlChar *local,
             .content_ns = content_ns,
             .element = e,
         };
+        p->in_start = true;
         p->cbs.stream_start(p->data, &info);
+        p->in_start = false;
     }
     xs_stanza_free(e);
 }
@@ -574,6 +577,13 @@ void xs_parser_reset(struct xs_parser *p)
         if (!p->reset_pending && p->ctxt && !p->stopped) {
             long pos = xmlByteConsumed(p->ctxt);
             p->stop_pos = pos > 0 ? (size_t)pos : 0;
+            /* libxml2 reports a start tag before it consumes its '>' or
+             * '/>', which the tag parser has already seen. */
+            const xmlChar *c = p->ctxt->input ? p->ctxt->input->cur : NULL;
+            if (p->in_start && c && c[0] == '>')
+                p->stop_pos += 1;
+            else if (p->in_start && c && c[0] == '/' && c[1] == '>')
+                p->stop_pos += 2;
         } else if (!p->reset_pending) {
             p->stop_pos = p->fed;
         }
@@ -616,6 +626,7 @@ int xs_parser_feed(struct xs_parser *p, const void *data, size_t len)
         return GW_EBUSY;
     if (p->err)
         return p->err;
+    p->discarded = 0;
     if (len == 0)
         return 0;
     if (!p->ctxt && make_ctxt(p) != 0) {

@@ -113,7 +113,8 @@ const char *xs_parser_condition(const struct xs_parser *p);
  * feed or reset.  Safe to send as <text/>: it holds no input bytes. */
 const char *xs_parser_error_text(const struct xs_parser *p);
 
-/* Bytes dropped by the last deferred reset (0 if none). */
+/* Bytes dropped by a deferred reset during the last xs_parser_feed (0 if
+ * none). */
 size_t xs_parser_discarded(const struct xs_parser *p);
 
 #endif
