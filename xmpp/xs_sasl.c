@@ -658,7 +658,7 @@ static int client_final(struct xs_sasl *s, const uint8_t *in, size_t n)
     uint8_t sp[HASH_MAX], ck[HASH_MAX], sk[HASH_MAX], stored[HASH_MAX],
         csig[HASH_MAX], proof[HASH_MAX], svk[HASH_MAX];
     struct sb am = {NULL, 0, 0};
-    unsigned long iter = 0;
+    uint64_t iter = 0; /* 10 digits fit; unsigned long may be 32 bits */
 
     if (!next_attr(&p, end, &a))
         return fail(s, GW_EPROTO, "server-first message is malformed");
@@ -690,13 +690,15 @@ static int client_final(struct xs_sasl *s, const uint8_t *in, size_t n)
     for (size_t i = 0; i < it.len; i++) {
         if (it.val[i] < '0' || it.val[i] > '9')
             return fail(s, GW_EPROTO, "iteration count is malformed");
-        iter = iter * 10 + (unsigned long)(it.val[i] - '0');
+        iter = iter * 10 + (uint64_t)(it.val[i] - '0');
     }
     if (iter == 0)
         return fail(s, GW_EPROTO, "iteration count is 0");
     if (iter < XS_SASL_SCRAM_MIN_ITER || iter > XS_SASL_SCRAM_MAX_ITER)
-        return fail(s, GW_EAUTH, "iteration count %lu refused (allowed %u..%u)",
-                    iter, XS_SASL_SCRAM_MIN_ITER, XS_SASL_SCRAM_MAX_ITER);
+        return fail(s, GW_EAUTH,
+                    "iteration count %llu refused (allowed %u..%u)",
+                    (unsigned long long)iter, XS_SASL_SCRAM_MIN_ITER,
+                    XS_SASL_SCRAM_MAX_ITER);
 
     /* client-final-message-without-proof = "c=" b64(gs2 [cb]) ",r=" nonce */
     struct sb cbind = {NULL, 0, 0};

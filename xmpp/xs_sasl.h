@@ -80,9 +80,10 @@ struct xs_sasl;
  * cb_type/cb_data: for -PLUS the binding type and data from
  * xs_tls_channel_binding() (required); for plain SCRAM cb_type != NONE
  * means gs2 flag "y" and cb_data is ignored (may be NULL); PLAIN ignores
- * both.  Strings are copied.  Returns 0 and *out, GW_EINVAL or GW_ENOMEM
- * (GW_EUNSUPPORTED for a non-ASCII password that cannot be normalized).
- * Free with xs_sasl_free(). */
+ * both.  Non-ASCII authcid and password are normalized (PRECIS
+ * OpaqueString, see docs/xmpp-security.md).  Strings are copied.  Returns 0
+ * and *out, GW_EINVAL (also for invalid UTF-8 or a string the profile
+ * refuses) or GW_ENOMEM.  Free with xs_sasl_free(). */
 int xs_sasl_new(enum xs_sasl_mech mech, const char *authcid,
                 const char *password, const char *authzid,
                 enum xs_cb_type cb_type, const struct xs_cb_data *cb_data,

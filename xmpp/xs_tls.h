@@ -8,11 +8,12 @@
  * must not free the session.
  *
  * Typical use on a libuv stream:
- *   read callback:  xs_tls_feed(); then, while handshaking, xs_tls_handshake()
- *                   until it stops returning 0/GW_EAGAIN ... ; once up, call
- *                   xs_tls_read() until it returns GW_EAGAIN (that drains the
- *                   records GnuTLS already decrypted, gnutls_record_check_
- *                   pending, which no socket event would report).
+ *   read callback:  xs_tls_feed(buf); while handshaking, call
+ *                   xs_tls_handshake() (GW_EAGAIN: wait for more input);
+ *                   once it returned 0, call xs_tls_read() until GW_EAGAIN.
+ *                   Reading until GW_EAGAIN also drains what GnuTLS already
+ *                   decrypted (gnutls_record_check_pending), which no socket
+ *                   event would report.
  *   to send:        xs_tls_write() (all or nothing).
  *   closing:        xs_tls_bye() sends close_notify.
  *
@@ -20,8 +21,8 @@
  * trust store or ca_file, and the certificate against hostname
  * (gnutls_session_set_verify_cert).  Verify off accepts any certificate; the
  * caller logs that warning.  Errors are gw_err codes; xs_tls_error() gives a
- * readable reason (e.g. the certificate verification status), and the GnuTLS
- * number is logged beside ours. */
+ * readable reason (e.g. the certificate verification status) that includes
+ * the GnuTLS error number; the module itself logs only at debug level. */
 #ifndef XS_TLS_H
 #define XS_TLS_H
 

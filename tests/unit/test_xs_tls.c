@@ -689,6 +689,34 @@ static void test_close_notify(void **state)
     pair_close(&pr);
 }
 
+/* Several records in one feed, read through a small buffer: everything
+ * comes out before GW_EAGAIN, with no further input (the pending data
+ * inside GnuTLS is drained). */
+static void test_drain_pending(void **state)
+{
+    struct pair pr;
+    struct opts o = {0};
+    uint8_t buf[2], got_all[16];
+    size_t have = 0, got;
+    pair_init(&pr, *state, &o);
+    handshake_ok(&pr);
+    assert_int_equal(gnutls_record_send(pr.s, "aaa", 3), 3);
+    assert_int_equal(gnutls_record_send(pr.s, "bbbb", 4), 4);
+    assert_int_equal(gnutls_record_send(pr.s, "cc", 2), 2);
+    assert_true(pump_wires(&pr) > 0);
+    assert_int_equal(wire_avail(&pr.s2c), 0);
+    int rc;
+    while ((rc = xs_tls_read(pr.c, buf, sizeof(buf), &got)) == 0) {
+        assert_true(got >= 1 && got <= 2 && have + got <= sizeof(got_all));
+        memcpy(got_all + have, buf, got);
+        have += got;
+    }
+    assert_int_equal(rc, GW_EAGAIN);
+    assert_int_equal(have, 9);
+    assert_memory_equal(got_all, "aaabbbbcc", 9);
+    pair_close(&pr);
+}
+
 static void test_alpn(void **state)
 {
     struct pair pr;
@@ -801,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_verify_off),
         cmocka_unit_test(test_one_byte_chunks),
         cmocka_unit_test(test_close_notify),
+        cmocka_unit_test(test_drain_pending),
         cmocka_unit_test(test_alpn),
         cmocka_unit_test(test_limits_and_output_failure),
         cmocka_unit_test(test_garbage_input),
