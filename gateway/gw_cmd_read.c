@@ -375,6 +375,16 @@ static void write_usage(FILE *out)
                  "[--verify]\n");
 }
 
+/* A negative number ("-5", "-0.5", "-.5", "-1e3") is a VALUE, not an
+ * option. */
+static bool is_negative_number(const char *arg)
+{
+    if (arg[0] != '-')
+        return false;
+    char c = arg[1] == '.' ? arg[2] : arg[1];
+    return c >= '0' && c <= '9';
+}
+
 int gw_cmd_write(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -384,6 +394,31 @@ int gw_cmd_write(int argc, char **argv)
         {NULL, 0, NULL, 0}};
     const char *path = NULL;
     bool verify = false;
+    /* getopt would take a negative VALUE for options: move such arguments
+     * behind a "--" (their order among the operands is kept, and the point
+     * name never starts with '-'). */
+    char *args[argc + 2];
+    int n = 0, negatives = 0;
+    for (int i = 0; i < argc; i++) {
+        bool neg = i > 0 && is_negative_number(argv[i]) &&
+                   !(strcmp(argv[i - 1], "-c") == 0 ||
+                     strcmp(argv[i - 1], "--config") == 0);
+        if (!neg)
+            args[n++] = argv[i];
+        else
+            negatives++;
+    }
+    if (negatives) {
+        args[n++] = (char *)"--";
+        for (int i = 1; i < argc; i++)
+            if (is_negative_number(argv[i]) &&
+                !(strcmp(argv[i - 1], "-c") == 0 ||
+                  strcmp(argv[i - 1], "--config") == 0))
+                args[n++] = argv[i];
+    }
+    args[n] = NULL;
+    argc = n;
+    argv = args;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
