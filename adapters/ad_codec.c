@@ -17,6 +17,10 @@
 /* Longest numeric text ad_value_parse accepts (after trimming). */
 #define NUMBER_TEXT_MAX 128
 
+/* The smallest magnitude that rounds to infinity as a float: FLT_MAX plus
+ * half an ulp, 2^128 - 2^103 (a tie, rounded to even: infinity). */
+#define FLOAT_ROUNDS_TO_INF 0x1.ffffffp127
+
 /* Relative tolerance under which a double counts as an integer. */
 #define INTEGRAL_TOLERANCE 1e-9
 
@@ -569,7 +573,10 @@ int ad_encode_registers(const struct cfg_point *p, const struct ad_value *in,
         if (!isfinite(d))
             return GW_ERANGE;
         if (nbytes == 4) {
-            if (fabs(d) > FLT_MAX)
+            /* Beyond FLT_MAX plus half an ulp it would round to infinity;
+             * below, it rounds to at most FLT_MAX (so the text
+             * "3.40282347e+38" that FLT_MAX prints as still encodes). */
+            if (fabs(d) >= FLOAT_ROUNDS_TO_INF)
                 return GW_ERANGE;
             float f = (float)d;
             uint32_t r32;
@@ -857,8 +864,10 @@ static int format_shortest(double d, bool as_float, char *buf, size_t cap)
     int lo = as_float ? 6 : 15, hi = as_float ? 9 : 17;
     for (int prec = lo; prec <= hi; prec++) {
         snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-        bool same =
-            as_float ? strtof(tmp, NULL) == (float)d : strtod(tmp, NULL) == d;
+        /* Read back as ad_value_parse and a float32 encode would: strtod,
+         * then a conversion to float. */
+        double back = strtod(tmp, NULL);
+        bool same = as_float ? (float)back == (float)d : back == d;
         if (same || prec == hi)
             break;
     }
