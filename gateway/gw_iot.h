@@ -1,0 +1,362 @@
+/* gw_iot.h - the concentrator model: the gateway, its links and units as a
+ * node tree with fields, parameters, commands, readouts and control, over
+ * the device map (cfg), the value store and the engine.
+ *
+ * The model knows nothing about any wire format: the XSF front end
+ * (xmpp/xs_iot_xsf) and any later one (urn:ieee:iot:*, urn:nf:iot:*) turn
+ * its nodes, fields and results into stanzas.
+ *
+ * Nodes.  One data source, GW_IOT_SOURCE.  Node 0 is the gateway (id
+ * GW_IOT_GATEWAY_ID, the only root); nodes 1..n_links are the links
+ * (children of the gateway, in map order); then the units of each link in
+ * map order (children of their link).  Node ids are map names: unit names
+ * are unique map-wide, link names among links.  A link whose name is also
+ * a unit's name gets the id "link:NAME" (map names cannot contain ':').
+ * The gateway's id starts with '_', which map names cannot, so it never
+ * clashes.
+ *
+ * Threading: everything runs on the loop thread.  Callbacks never run from
+ * inside the call that started the operation. */
+#ifndef GW_IOT_H
+#define GW_IOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ad_codec.h"
+#include "cfg.h"
+#include "gw_access.h"
+#include "gw_engine.h"
+#include "gw_log.h"
+#include "gw_store.h"
+
+#define GW_IOT_SOURCE "MeteringTopology"
+#define GW_IOT_GATEWAY_ID "_gateway"
+#define GW_IOT_ID_MAX (CFG_MAX_NAME + 8)
+#define GW_IOT_NONE SIZE_MAX
+
+struct gw_iot_opts {
+    /* A point's cached value serves a readout when its last read attempt
+     * is at most this old; 0 = the point's poll-group interval. */
+    uint32_t fresh_ms;
+    /* Samples kept per point for historical readouts (a ring, one sample
+     * per value change); 0 = history off. */
+    uint32_t history;
+    /* Most nodes a single readout may cover; 0 = no limit. */
+    size_t max_readout_nodes;
+};
+
+enum gw_iot_kind {
+    GW_IOT_GATEWAY,
+    GW_IOT_LINK,
+    GW_IOT_UNIT,
+};
+
+enum gw_iot_state {
+    GW_IOT_STATE_NONE,    /* healthy (or not polled yet) */
+    GW_IOT_STATE_WARNING, /* degraded: some requests fail */
+    GW_IOT_STATE_ERROR,   /* offline / link down */
+};
+
+struct gw_iot_node {
+    enum gw_iot_kind kind;
+    char id[GW_IOT_ID_MAX];
+    size_t link, unit;  /* cfg indices; GW_IOT_NONE where they do not apply */
+    size_t parent;      /* node index, GW_IOT_NONE for the root */
+    size_t first_child; /* children are contiguous node indices */
+    size_t n_children;
+};
+
+struct gw_iot_node_info {
+    const char *id;
+    const char *type;    /* "Fieldgate.Gateway", "Modbus.Link", "Modbus.Unit" */
+    const char *display; /* description or name */
+    const char *parent_id; /* NULL for the root */
+    enum gw_iot_state state;
+    bool has_children;
+    bool readable;
+    bool controllable; /* a unit with writable points */
+    bool has_commands;
+    int64_t last_changed_ms; /* 0 when unknown */
+};
+
+/* Field categories (XEP-0323 field types) and quality flags. */
+#define GW_IOT_T_MOMENTARY (1u << 0)
+#define GW_IOT_T_PEAK (1u << 1)
+#define GW_IOT_T_STATUS (1u << 2)
+#define GW_IOT_T_COMPUTED (1u << 3)
+#define GW_IOT_T_IDENTITY (1u << 4)
+#define GW_IOT_T_HISTORICAL (1u << 5) /* samples of the history ring */
+#define GW_IOT_T_ALL 0x3fu
+
+#define GW_IOT_Q_MISSING (1u << 0)
+#define GW_IOT_Q_AUTOMATIC_READOUT (1u << 1)
+#define GW_IOT_Q_TIME_OFFSET (1u << 2)
+#define GW_IOT_Q_WARNING (1u << 3)
+#define GW_IOT_Q_ERROR (1u << 4)
+
+enum gw_iot_vtype {
+    GW_IOT_V_NUMERIC,
+    GW_IOT_V_BOOLEAN,
+    GW_IOT_V_STRING,
+    GW_IOT_V_ENUM,
+    GW_IOT_V_TIMESPAN, /* value is seconds (integer text) */
+    GW_IOT_V_DATETIME, /* value is unused; ts_value_ms holds it */
+};
+
+struct gw_iot_field {
+    char name[GW_IOT_ID_MAX];
+    unsigned types; /* GW_IOT_T_* */
+    unsigned qos;   /* GW_IOT_Q_* */
+    enum gw_iot_vtype vtype;
+    char value[AD_STRING_MAX + 1];     /* numeric: decimals already applied */
+    const char *unit;                  /* numeric: unit of measure or "" */
+    int decimals;                      /* numeric: digits after the point, -1 */
+    char data_type[2 * GW_IOT_ID_MAX]; /* enum: the enum's type name */
+    int64_t ts_ms;                     /* when the value was valid */
+    int64_t ts_value_ms;               /* GW_IOT_V_DATETIME */
+    bool writable;
+    size_t point; /* cfg point index, GW_IOT_NONE for status/identity */
+};
+
+/* What a readout asks for.  types 0 = every category; fields NULL = every
+ * field; from/to bound historical samples (0 = open). */
+struct gw_iot_filter {
+    unsigned types;
+    const char *const *fields;
+    size_t n_fields;
+    int64_t from_ms, to_ms;
+};
+
+/* Parameters of a node (XEP-0326 node parameters): how it is reached. */
+enum gw_iot_ptype {
+    GW_IOT_P_STRING,
+    GW_IOT_P_INT,
+    GW_IOT_P_LONG,
+    GW_IOT_P_DOUBLE,
+    GW_IOT_P_BOOLEAN,
+};
+
+struct gw_iot_param {
+    const char *id;
+    const char *name;
+    enum gw_iot_ptype type;
+    char value[160];
+};
+
+#define GW_IOT_MAX_PARAMS 16
+
+/* A status message of a node (its last error). */
+struct gw_iot_message {
+    int64_t ts_ms;
+    bool error; /* else a warning */
+    char text[160];
+};
+
+struct gw_iot;
+
+/* Called when a node's state changes (unit status, link connection; the
+ * gateway's state follows its links and units). */
+typedef void (*gw_iot_status_cb)(void *ud, size_t node,
+                                 enum gw_iot_state state);
+
+/* Builds the model over cfg, store and engine (which must outlive it;
+ * engine may be NULL: readouts then serve the store only and control is
+ * refused with GW_EUNSUPPORTED).  opts may be NULL (defaults).  Registers
+ * a store listener.  Returns 0, GW_ELIMIT (store listeners full) or
+ * GW_ENOMEM. */
+int gw_iot_new(const struct cfg *cfg, struct gw_store *store,
+               struct gw_engine *engine, const struct gw_log *log,
+               const struct gw_iot_opts *opts, struct gw_iot **out);
+
+/* Frees the model (NULL-safe).  Pending readouts and controls are dropped
+ * without their callbacks; engine callbacks that arrive later are ignored.
+ * The store keeps its listener: free the model after the engine (whose
+ * cancelled callbacks are fine) and before the store is closed or written
+ * again. */
+void gw_iot_free(struct gw_iot *iot);
+
+/* Replaces the engine (NULL: no more bus traffic, e.g. while the daemon
+ * stops or reloads). */
+void gw_iot_set_engine(struct gw_iot *iot, struct gw_engine *engine);
+
+/* One status listener (replaced by a second call; NULL removes it). */
+void gw_iot_set_status_cb(struct gw_iot *iot, gw_iot_status_cb cb, void *ud);
+
+/* Access level of a JID (bare or full) under the access: section. */
+enum gw_access_level gw_iot_access(const struct gw_iot *iot, const char *jid);
+
+/* ---- nodes -------------------------------------------------------------- */
+
+size_t gw_iot_node_count(const struct gw_iot *iot);
+const struct gw_iot_node *gw_iot_node(const struct gw_iot *iot, size_t node);
+
+/* Finds a node by id (sourceId NULL/"" or GW_IOT_SOURCE, else not found).
+ * Returns the index or GW_IOT_NONE. */
+size_t gw_iot_find(const struct gw_iot *iot, const char *source,
+                   const char *id);
+
+void gw_iot_node_info(const struct gw_iot *iot, size_t node,
+                      struct gw_iot_node_info *out);
+
+/* The node's parameters into out[0..cap); returns how many. */
+size_t gw_iot_node_params(const struct gw_iot *iot, size_t node,
+                          struct gw_iot_param *out, size_t cap);
+
+/* The node's status message; false when it has none. */
+bool gw_iot_node_message(const struct gw_iot *iot, size_t node,
+                         struct gw_iot_message *out);
+
+const char *gw_iot_state_name(enum gw_iot_state st); /* "None" ... */
+
+/* Is `node` equal to or below `ancestor`? */
+bool gw_iot_node_within(const struct gw_iot *iot, size_t node, size_t ancestor);
+
+/* ---- fields ------------------------------------------------------------- */
+
+/* Receives one field; a non-zero return stops the walk and is returned. */
+typedef int (*gw_iot_field_fn)(void *ud, const struct gw_iot_field *f);
+
+/* Builds the fields of a node as the store has them now, filtered (flt may
+ * be NULL = everything).  Unit nodes: momentary fields from the points
+ * (omitted while a point has never been read), identity (Link, Unit id,
+ * Template), status (State, Last error, Requests, Errors, RTT); with
+ * history, historical samples.  Links and the gateway have status fields.
+ * Returns 0 or the first non-zero fn result. */
+int gw_iot_node_fields(const struct gw_iot *iot, size_t node,
+                       const struct gw_iot_filter *flt, int64_t now_ms,
+                       gw_iot_field_fn fn, void *ud);
+
+/* Quality flags for a point state as seen at now_ms. */
+unsigned gw_iot_point_qos(const struct gw_iot *iot, size_t link, size_t unit,
+                          size_t point, int64_t now_ms);
+
+/* ---- readouts ----------------------------------------------------------- */
+
+struct gw_iot_readout;
+
+/* The readout is complete: iterate its nodes, then free it. */
+typedef void (*gw_iot_readout_cb)(void *ud, struct gw_iot_readout *ro);
+
+/* Starts a readout of nodes[0..n_nodes) (n_nodes 0 = every node); a node
+ * implies its descendants.  The filter is copied.  Units whose requested
+ * momentary values are not fresh are read now; concurrent readouts of a
+ * unit share one bus read.  *pending tells whether cb will run (true) or
+ * the result is complete already (false: cb never runs).  Returns 0,
+ * GW_ELIMIT (more nodes than max_readout_nodes) or GW_ENOMEM. */
+int gw_iot_readout_start(struct gw_iot *iot, const size_t *nodes,
+                         size_t n_nodes, const struct gw_iot_filter *flt,
+                         gw_iot_readout_cb cb, void *ud,
+                         struct gw_iot_readout **out, bool *pending);
+
+/* Result nodes in tree order.  err is 0 (fields available) or the gw_err
+ * that failed the node (no answer from the unit...), text a message. */
+size_t gw_iot_readout_count(const struct gw_iot_readout *ro);
+size_t gw_iot_readout_node(const struct gw_iot_readout *ro, size_t i, int *err,
+                           const char **text);
+int gw_iot_readout_fields(const struct gw_iot *iot,
+                          const struct gw_iot_readout *ro, size_t i,
+                          int64_t now_ms, gw_iot_field_fn fn, void *ud);
+/* Bus reads the readout waited for (for tests and stats). */
+size_t gw_iot_readout_reads(const struct gw_iot_readout *ro);
+
+/* Frees a readout; a pending one is cancelled (cb will not run; a bus read
+ * already sent completes for the other readouts sharing it).  NULL-safe. */
+void gw_iot_readout_free(struct gw_iot_readout *ro);
+
+/* Total bus reads started by readouts (coalescing shows here). */
+uint64_t gw_iot_reads_started(const struct gw_iot *iot);
+
+/* ---- control ------------------------------------------------------------ */
+
+/* A parameter as it came from the wire: its name, an optional type hint
+ * (the element name's meaning) and its text value. */
+enum gw_iot_hint {
+    GW_IOT_H_ANY, /* a form field: anything ad_value_parse accepts */
+    GW_IOT_H_BOOLEAN,
+    GW_IOT_H_INT, /* int and long */
+    GW_IOT_H_DOUBLE,
+    GW_IOT_H_STRING, /* text, enum labels */
+    GW_IOT_H_OTHER,  /* date, time, duration, color: never accepted */
+};
+
+struct gw_iot_set {
+    const char *name;
+    enum gw_iot_hint hint;
+    const char *value;
+};
+
+enum gw_iot_ctl_code {
+    GW_IOT_CTL_OK,
+    GW_IOT_CTL_FORBIDDEN,       /* the JID may not control */
+    GW_IOT_CTL_NOT_FOUND,       /* unknown node or parameter */
+    GW_IOT_CTL_FORM_ERROR,      /* type, range or writability */
+    GW_IOT_CTL_NOT_IMPLEMENTED, /* no engine */
+    GW_IOT_CTL_OTHER,           /* a write failed on the bus */
+};
+
+struct gw_iot_ctl_result {
+    enum gw_iot_ctl_code code;
+    size_t node;  /* offending node index or GW_IOT_NONE */
+    size_t param; /* offending parameter index or GW_IOT_NONE */
+    int err;      /* gw_err behind the code, 0 for OK */
+    char text[200];
+};
+
+/* Checks every parameter against every node (units only: a node must be a
+ * unit with a writable point of that name; the value must parse for the
+ * point, fit its type hint and its min/max) and the JID's access.  Returns
+ * true when all pass; else res says the first problem.  Writes nothing. */
+bool gw_iot_control_check(const struct gw_iot *iot, const char *jid,
+                          const size_t *nodes, size_t n_nodes,
+                          const struct gw_iot_set *params, size_t n_params,
+                          struct gw_iot_ctl_result *res);
+
+struct gw_iot_control;
+typedef void (*gw_iot_control_cb)(void *ud,
+                                  const struct gw_iot_ctl_result *res);
+
+/* gw_iot_control_check, then the writes one after the other, nodes in the
+ * given order, each node's parameters in document order; the first failed
+ * write stops the rest.  Every write is logged with the JID, the point, the
+ * old and new value and the result.  Returns true when the writes were
+ * started (cb runs once at the end; *out lets the caller drop it), false
+ * when validation failed (res filled, nothing written, cb never runs). */
+bool gw_iot_control_start(struct gw_iot *iot, const char *jid,
+                          const size_t *nodes, size_t n_nodes,
+                          const struct gw_iot_set *params, size_t n_params,
+                          gw_iot_control_cb cb, void *ud,
+                          struct gw_iot_control **out,
+                          struct gw_iot_ctl_result *res);
+
+/* Drops a running control: remaining writes are not started, cb will not
+ * run.  NULL-safe. */
+void gw_iot_control_free(struct gw_iot_control *ctl);
+
+/* ---- commands ----------------------------------------------------------- */
+
+struct gw_iot_command {
+    const char *id;   /* "readNow", "resetBackoff" */
+    const char *name; /* human text */
+    enum gw_access_level needs;
+};
+
+/* The node's commands (every node has both); returns how many. */
+size_t gw_iot_node_commands(const struct gw_iot *iot, size_t node,
+                            const struct gw_iot_command **out);
+
+/* Runs a command on a node and its units.  readNow starts bus reads
+ * (fire-and-forget: the store gets the values); resetBackoff ends the
+ * units' backoff.  Returns 0, GW_ENOTFOUND (no such command),
+ * GW_EFORBIDDEN (access), GW_EUNSUPPORTED (no engine). */
+int gw_iot_node_command(struct gw_iot *iot, const char *jid, size_t node,
+                        const char *command);
+
+/* ---- history ------------------------------------------------------------ */
+
+/* Samples held for a point (tests). */
+size_t gw_iot_history_count(const struct gw_iot *iot, size_t link, size_t unit,
+                            size_t point);
+
+#endif
