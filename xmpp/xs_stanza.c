@@ -536,9 +536,12 @@ struct xs_stanza *xs_stanza_copy(const struct xs_stanza *s)
 /* ---- comparison ----------------------------------------------------------
  */
 
-static bool one_equal(const struct xs_stanza *a, const struct xs_stanza *b)
+/* Compares one element without children; ea/eb are their effective
+ * namespaces. */
+static bool one_equal(const struct xs_stanza *a, const struct xs_stanza *b,
+                      const char *ea, const char *eb)
 {
-    if (strcmp(a->name, b->name) != 0 || !ns_equal(eff_ns(a), eff_ns(b)))
+    if (strcmp(a->name, b->name) != 0 || !ns_equal(ea, eb))
         return false;
     if (a->text_len != b->text_len ||
         (a->text_len && memcmp(a->text, b->text, a->text_len) != 0))
@@ -557,24 +560,54 @@ bool xs_stanza_equal(const struct xs_stanza *a, const struct xs_stanza *b)
 {
     if (!a || !b)
         return a == b;
-    const struct xs_stanza *ta = a, *x = a, *y = b;
+    /* Walk both trees in step without recursion.  effs[d] is the effective
+     * ns at level d; once a level compared equal it holds for both. */
+    const char *fixed[32];
+    const char **effs = fixed;
+    size_t cap = sizeof(fixed) / sizeof(fixed[0]);
+    size_t d = 0;
+    bool eq = true;
+    const struct xs_stanza *x = a, *y = b;
     for (;;) {
-        if (!one_equal(x, y))
-            return false;
+        const char *ex = d ? (x->ns ? x->ns : effs[d - 1]) : eff_ns(x);
+        const char *ey = d ? (y->ns ? y->ns : effs[d - 1]) : eff_ns(y);
+        if (!one_equal(x, y, ex, ey)) {
+            eq = false;
+            break;
+        }
+        if (d == cap) {
+            const char **n = effs == fixed
+                                 ? malloc(2 * cap * sizeof(*n))
+                                 : realloc(effs, 2 * cap * sizeof(*n));
+            if (!n) {
+                eq = false; /* cannot tell: say "different" */
+                break;
+            }
+            if (effs == fixed)
+                memcpy(n, fixed, sizeof(fixed));
+            effs = n;
+            cap *= 2;
+        }
+        effs[d] = ex;
         if (x->first) {
             x = x->first;
             y = y->first;
+            d++;
             continue;
         }
-        while (x != ta && !x->next) {
+        while (d > 0 && !x->next) {
             x = x->parent;
             y = y->parent;
+            d--;
         }
-        if (x == ta)
-            return true;
+        if (d == 0)
+            break;
         x = x->next;
         y = y->next;
     }
+    if (effs != fixed)
+        free(effs);
+    return eq;
 }
 
 /* ---- serializer ----------------------------------------------------------

@@ -106,7 +106,8 @@ struct xs_stanza *xs_stanza_child(const struct xs_stanza *s, const char *name,
                                   const char *ns);
 
 /* Same tree: names, effective namespaces, attribute sets (order ignored),
- * texts and children in order.  Two NULLs are equal. */
+ * texts and children in order.  Two NULLs are equal.  Trees deeper than
+ * 32 levels need a small allocation; if it fails the answer is false. */
 bool xs_stanza_equal(const struct xs_stanza *a, const struct xs_stanza *b);
 
 /* Appends s as XML to out.  scope_ns is the default namespace already in
