@@ -1,0 +1,17 @@
+#!/bin/sh
+# Builds build-tsan (ThreadSanitizer) and runs the polling engine's
+# integration tests there: the link workers, the uv_async hand-over and the
+# engine's shutdown under a race detector.  Usage: scripts/test-tsan.sh
+# Env: FG_TSAN_BUILD (build dir, default build-tsan), JOBS (default 2).
+set -eu
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${FG_TSAN_BUILD:-$src/build-tsan}
+cmake -S "$src" -B "$build" -DFG_TSAN=ON -DFG_WERROR=ON \
+    -DCMAKE_BUILD_TYPE=Debug -DFG_BENCH=OFF >/dev/null
+cmake --build "$build" -j"${JOBS:-2}" --target fieldgate fieldgate-sim \
+    test_engine_tcp test_engine_rtu
+# Any report fails the test (TSan exits 66 after reporting).
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+export TSAN_OPTIONS
+ctest --test-dir "$build" -L integration -R 'integration\.test_engine_' \
+    --output-on-failure
