@@ -4,8 +4,10 @@
  * libmodbus blocks, so no libmodbus call ever runs on the loop thread: the
  * worker owns the link's modbus_t, takes jobs from a queue (writes first,
  * then on-demand reads, then polls) and hands finished jobs back to the
- * loop thread through a uv_async_t, where job->done runs.  One connection
- * serves every unit of the link.  A lost connection is re-established with
+ * loop thread through a uv_async_t, where job->done runs.  Between two
+ * requests of a poll job the worker first serves writes and on-demand
+ * reads that arrived meanwhile.  One connection serves every unit of the
+ * link.  A lost connection is re-established with
  * exponential backoff and jitter; while the link waits, jobs fail at once
  * with GW_EDISCONNECTED instead of blocking.
  *

@@ -125,6 +125,7 @@ static enum gw_quality quality_of(int rc)
 {
     switch (rc) {
     case GW_ETIMEOUT:
+    case GW_EPROTO: /* no valid answer: a garbled or foreign reply */
         return GW_Q_TIMEOUT;
     case GW_EMBEXC:
         return GW_Q_EXCEPTION;
