@@ -1537,6 +1537,131 @@ void gw_iot_control_free(struct gw_iot_control *ctl)
     ctl_destroy(ctl);
 }
 
+/* ---- control parameters (forms) ---------------------------------------- */
+
+static void ctl_param(const struct gw_iot *iot, const struct gw_iot_node *n,
+                      size_t pt, struct gw_iot_ctl_param *out)
+{
+    const struct cfg_unit *cu = node_unit(iot, n);
+    const struct cfg_point *p = &cu->points[pt];
+    const struct gw_point_state *ps =
+        gw_store_point(iot->store, n->link, n->unit, pt);
+    memset(out, 0, sizeof(*out));
+    out->name = p->name;
+    out->description = p->description;
+    out->unit = p->unit;
+    out->labels = p->labels;
+    out->n_labels = p->n_labels;
+    bool scaled = p->scale != 1.0 || p->offset != 0.0;
+    double rlo = 0, rhi = 0;
+    bool raw_range = true;
+    switch (p->type) {
+    case CFG_TYPE_BOOL:
+    case CFG_TYPE_BIT:
+        out->kind = GW_IOT_H_BOOLEAN;
+        raw_range = false;
+        break;
+    case CFG_TYPE_STRING:
+        out->kind = GW_IOT_H_STRING;
+        raw_range = false;
+        break;
+    case CFG_TYPE_FLOAT32:
+    case CFG_TYPE_FLOAT64:
+        out->kind = GW_IOT_H_DOUBLE;
+        raw_range = false;
+        break;
+    case CFG_TYPE_INT16:
+        rlo = -32768.0;
+        rhi = 32767.0;
+        break;
+    case CFG_TYPE_UINT16:
+        rhi = 65535.0;
+        break;
+    case CFG_TYPE_INT32:
+        rlo = -2147483648.0;
+        rhi = 2147483647.0;
+        break;
+    case CFG_TYPE_UINT32:
+        rhi = 4294967295.0;
+        out->is_long = true;
+        break;
+    case CFG_TYPE_INT64:
+    case CFG_TYPE_UINT64:
+        out->is_long = true;
+        raw_range = false;
+        break;
+    case CFG_TYPE_BCD16:
+        rhi = 9999.0;
+        break;
+    case CFG_TYPE_BCD32:
+        rhi = 99999999.0;
+        out->is_long = true;
+        break;
+    }
+    if (out->kind == GW_IOT_H_ANY)
+        out->kind = scaled ? GW_IOT_H_DOUBLE : GW_IOT_H_INT;
+    if (p->n_labels)
+        out->kind = GW_IOT_H_STRING;
+    if (raw_range && out->kind != GW_IOT_H_STRING) {
+        double a = rlo * p->scale + p->offset, b = rhi * p->scale + p->offset;
+        out->min = a < b ? a : b;
+        out->max = a < b ? b : a;
+        out->has_min = out->has_max = true;
+    }
+    if (p->has_min) {
+        out->min = p->min;
+        out->has_min = true;
+    }
+    if (p->has_max) {
+        out->max = p->max;
+        out->has_max = true;
+    }
+    if (ps->value.kind != AD_VALUE_NONE) {
+        out->has_value = true;
+        const char *l = ad_value_label(p, &ps->value);
+        if (l)
+            snprintf(out->value, sizeof(out->value), "%s", l);
+        else
+            ad_value_format(p, &ps->value, out->value, sizeof(out->value));
+    }
+}
+
+int gw_iot_node_controls(const struct gw_iot *iot, size_t node,
+                         gw_iot_ctl_param_fn fn, void *ud)
+{
+    if (node >= iot->n_nodes || iot->nodes[node].kind != GW_IOT_UNIT)
+        return GW_OK;
+    const struct gw_iot_node *n = &iot->nodes[node];
+    const struct cfg_unit *cu = node_unit(iot, n);
+    for (size_t i = 0; i < cu->n_points; i++) {
+        if (!point_writable(&cu->points[i]))
+            continue;
+        struct gw_iot_ctl_param p;
+        ctl_param(iot, n, i, &p);
+        int rc = fn(ud, &p);
+        if (rc)
+            return rc;
+    }
+    return GW_OK;
+}
+
+bool gw_iot_node_control(const struct gw_iot *iot, size_t node,
+                         const char *name, struct gw_iot_ctl_param *out)
+{
+    if (node >= iot->n_nodes || iot->nodes[node].kind != GW_IOT_UNIT || !name)
+        return false;
+    const struct gw_iot_node *n = &iot->nodes[node];
+    const struct cfg_unit *cu = node_unit(iot, n);
+    for (size_t i = 0; i < cu->n_points; i++) {
+        if (point_writable(&cu->points[i]) &&
+            strcmp(cu->points[i].name, name) == 0) {
+            ctl_param(iot, n, i, out);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- commands ----------------------------------------------------------- */
 
 static const struct gw_iot_command COMMANDS[] = {

@@ -334,6 +334,32 @@ bool gw_iot_control_start(struct gw_iot *iot, const char *jid,
  * run.  NULL-safe. */
 void gw_iot_control_free(struct gw_iot_control *ctl);
 
+/* A writable point of a unit as a control parameter (for forms). */
+struct gw_iot_ctl_param {
+    const char *name;        /* borrowed from the map */
+    const char *description; /* or NULL */
+    const char *unit;        /* or NULL */
+    enum gw_iot_hint kind;   /* BOOLEAN, INT, DOUBLE or STRING */
+    bool is_long;            /* INT that needs 64 bits */
+    bool has_min, has_max;
+    double min, max; /* engineering units: map min/max, else the raw type's */
+    const struct cfg_enum_label *labels; /* enum labels (kind STRING) */
+    size_t n_labels;
+    bool has_value;                /* the store holds a value */
+    char value[AD_STRING_MAX + 1]; /* current value (label for enums) */
+};
+
+typedef int (*gw_iot_ctl_param_fn)(void *ud, const struct gw_iot_ctl_param *p);
+
+/* Walks a unit's writable points in map order (nothing for other nodes).
+ * Returns 0 or the first non-zero fn result. */
+int gw_iot_node_controls(const struct gw_iot *iot, size_t node,
+                         gw_iot_ctl_param_fn fn, void *ud);
+
+/* One writable point of a node by name; false when there is none. */
+bool gw_iot_node_control(const struct gw_iot *iot, size_t node,
+                         const char *name, struct gw_iot_ctl_param *out);
+
 /* ---- commands ----------------------------------------------------------- */
 
 struct gw_iot_command {

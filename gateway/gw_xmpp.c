@@ -8,7 +8,15 @@
 
 #include "gw_access.h"
 #include "gw_err.h"
+#include "gw_iot.h"
 #include "xs_conn.h"
+#include "xs_iot_xsf.h"
+
+/* Concentrator options the map has no keys for yet (history: samples per
+ * point for historical readouts, 0 = off; the max age of a delayed control
+ * message). */
+#define GW_XMPP_HISTORY 0u
+#define GW_XMPP_CONTROL_MAX_AGE_MS 60000u
 
 struct gw_xmpp {
     uv_loop_t *loop;
@@ -17,6 +25,8 @@ struct gw_xmpp {
     struct gw_engine *engine;
     const struct gw_log *log;
     struct xs_conn *conn;
+    struct gw_iot *iot;
+    struct xs_iot_xsf *fe;
     void (*closed_cb)(void *ud);
     void *closed_ud;
 };
@@ -67,15 +77,30 @@ static enum xs_access on_access(void *ud, const char *bare_jid)
 
 static void on_online(void *ud, const char *full_jid, bool resumed)
 {
-    (void)ud;
+    struct gw_xmpp *x = ud;
     (void)full_jid;
-    (void)resumed;
+    /* A new session: subscriptions and readouts of the old one are gone
+     * (XEP-0326 subscriptions last only while both sides are present). */
+    if (!resumed && x->fe)
+        xs_iot_xsf_reset(x->fe);
 }
 
 static void on_offline(void *ud, int err)
 {
     (void)ud;
     (void)err;
+}
+
+static void on_stanza(void *ud, const struct xs_stanza *st)
+{
+    struct gw_xmpp *x = ud;
+    if (!x->fe)
+        return;
+    const char *name = xs_stanza_name(st);
+    if (strcmp(name, "message") == 0)
+        xs_iot_xsf_message(x->fe, st, gw_now_ms());
+    else if (strcmp(name, "presence") == 0)
+        xs_iot_xsf_presence(x->fe, st);
 }
 
 int gw_xmpp_new(uv_loop_t *loop, const struct cfg *cfg, struct gw_store *store,
@@ -129,11 +154,29 @@ int gw_xmpp_new(uv_loop_t *loop, const struct cfg *cfg, struct gw_store *store,
     struct xs_conn_cbs cbs = {
         .online = on_online,
         .offline = on_offline,
+        .stanza = on_stanza,
         .access = on_access,
     };
     int rc = xs_conn_new(loop, &cc, &cbs, x, log, &x->conn);
     explicit_bzero(password, sizeof(password));
     if (rc != GW_OK) {
+        free(x);
+        return rc;
+    }
+    struct gw_iot_opts io = {.history = GW_XMPP_HISTORY};
+    struct xs_iot_xsf_opts fo = {.control_max_age_ms =
+                                     GW_XMPP_CONTROL_MAX_AGE_MS};
+    rc = gw_iot_new(cfg, store, engine, log, &io, &x->iot);
+    if (rc == GW_OK)
+        rc = xs_iot_xsf_new(x->iot, NULL, NULL, log, &fo, &x->fe);
+    if (rc == GW_OK)
+        rc = xs_iot_xsf_attach(x->fe, x->conn);
+    if (rc != GW_OK) {
+        xs_iot_xsf_free(x->fe);
+        gw_iot_free(x->iot);
+        x->fe = NULL;
+        x->iot = NULL;
+        xs_conn_free(x->conn, NULL, NULL);
         free(x);
         return rc;
     }
@@ -162,5 +205,14 @@ void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
         return;
     x->closed_cb = closed_cb;
     x->closed_ud = ud;
+    /* The session delivers nothing more once xs_conn_free is called; the
+     * front end and the model go at once (pending bus callbacks are
+     * orphaned safely). */
+    struct xs_iot_xsf *fe = x->fe;
+    struct gw_iot *iot = x->iot;
+    x->fe = NULL;
+    x->iot = NULL;
     xs_conn_free(x->conn, on_conn_closed, x);
+    xs_iot_xsf_free(fe);
+    gw_iot_free(iot);
 }

@@ -1,0 +1,96 @@
+/* xs_iot_xsf.h - the XSF wire front end of the concentrator model:
+ * XEP-0323 sensor data (urn:xmpp:iot:sensordata), XEP-0325 control
+ * (urn:xmpp:iot:control) and XEP-0326 concentrators
+ * (urn:xmpp:iot:concentrators), over gateway/gw_iot.
+ *
+ * It speaks the 2014 wire format that slixmpp 1.8.3 implements (XEP-0323/
+ * 0325 v0.2) and the latest XEP text at once where they differ: rejects
+ * carry both <rejected> and an RFC 6120 error, setResponse carries
+ * responseCode and errors carry paramError, done='true' goes on the last
+ * <fields> or <failure> message, and failures go last.  docs/xmpp-iot.md
+ * lists every choice.
+ *
+ * The front end does not own the session: stanzas go out through a send
+ * function (xs_conn_send, or a test's capture), iqs and messages come in
+ * through the calls below.  Everything runs on the loop thread. */
+#ifndef XS_IOT_XSF_H
+#define XS_IOT_XSF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gw_iot.h"
+#include "gw_log.h"
+#include "xs_conn.h"
+#include "xs_stanza.h"
+
+#define XS_NS_IOT_SD "urn:xmpp:iot:sensordata"
+#define XS_NS_IOT_CTL "urn:xmpp:iot:control"
+#define XS_NS_IOT_CONC "urn:xmpp:iot:concentrators"
+#define XS_NS_XDATA "jabber:x:data"
+#define XS_NS_XDATA_VALIDATE "http://jabber.org/protocol/xdata-validate"
+#define XS_NS_XDATA_DYNAMIC "urn:xmpp:xdata:dynamic"
+
+struct xs_iot_xsf_opts {
+    /* A control <set> message whose XEP-0203 <delay> is older than this is
+     * refused (and logged); 0 = 60 s. */
+    uint32_t control_max_age_ms;
+    /* Largest <fields> message, in bytes of XML; 0 = 16 KiB (min 2 KiB). */
+    size_t chunk_max;
+};
+
+/* Sends st (taken, always).  Returns 0 or a gw_err. */
+typedef int (*xs_iot_send_fn)(void *ud, struct xs_stanza *st);
+
+struct xs_iot_xsf;
+
+/* A front end over iot (which must outlive it).  opts may be NULL.  It
+ * sets itself as the model's status listener.  Returns 0 or GW_ENOMEM. */
+int xs_iot_xsf_new(struct gw_iot *iot, xs_iot_send_fn send, void *send_ud,
+                   const struct gw_log *log, const struct xs_iot_xsf_opts *opts,
+                   struct xs_iot_xsf **out);
+
+/* Drops every readout, control and subscription (no more stanzas are
+ * sent) and frees the front end.  NULL-safe. */
+void xs_iot_xsf_free(struct xs_iot_xsf *fe);
+
+/* Routes the three namespaces of c to this front end, adds the disco#info
+ * features it serves, and sends through xs_conn_send.  Returns 0 or a
+ * gw_err. */
+int xs_iot_xsf_attach(struct xs_iot_xsf *fe, struct xs_conn *c);
+
+/* The disco#info features served, NULL-terminated (static). */
+const char *const *xs_iot_xsf_features(void);
+
+/* Handles an iq get/set whose child is in one of the three namespaces
+ * (answers exactly once, now or later). */
+void xs_iot_xsf_iq(struct xs_iot_xsf *fe, const struct xs_stanza *iq);
+
+/* A message: handles a control <set> (fire-and-forget; refusals are
+ * logged, never answered).  now_ms is the realtime clock (for the delay
+ * check).  Returns true when the message was for this front end. */
+bool xs_iot_xsf_message(struct xs_iot_xsf *fe, const struct xs_stanza *msg,
+                        int64_t now_ms);
+
+/* A presence: 'unavailable' from a full JID drops its readouts and
+ * subscriptions (a bare JID: all of its resources). */
+void xs_iot_xsf_presence(struct xs_iot_xsf *fe, const struct xs_stanza *p);
+
+/* The session was lost or restarted: subscriptions and readouts end. */
+void xs_iot_xsf_reset(struct xs_iot_xsf *fe);
+
+/* Counts for tests: readouts in progress, subscriptions held. */
+size_t xs_iot_xsf_readouts(const struct xs_iot_xsf *fe);
+size_t xs_iot_xsf_subscriptions(const struct xs_iot_xsf *fe);
+
+/* xs:dateTime (XEP-0082; also the legacy CCYYMMDDThh:mm:ss) to realtime
+ * milliseconds.  No zone means local time (XEP-0082).
+ * Returns 0 or GW_EPARSE. */
+int xs_iot_parse_time(const char *text, int64_t *out_ms);
+
+/* Realtime milliseconds as UTC xs:dateTime ("...Z"; milliseconds only when
+ * not zero) into buf (>= 32 bytes). */
+void xs_iot_format_time(int64_t ms, char *buf, size_t cap);
+
+#endif
