@@ -96,6 +96,10 @@ static void on_xml_error(void *ctx, xmlErrorPtr e)
         return;
     if (e->level == XML_ERR_WARNING && code != XML_WAR_UNDECLARED_ENTITY)
         return;
+    /* A namespace name that is not a valid URI reference: libxml2 reports
+     * it at error level but it is not a well-formedness problem. */
+    if (code == XML_WAR_NS_URI || code == XML_WAR_NS_URI_RELATIVE)
+        return;
     switch (code) {
     case XML_ERR_UNDECLARED_ENTITY:
     case XML_WAR_UNDECLARED_ENTITY:
@@ -232,9 +236,36 @@ static bool count(struct xs_parser *p, size_t n)
     return true;
 }
 
-/* Adds one attribute.  With replaceEntities off, libxml2 hands over an
- * escaped '&' as the five bytes "&#38;" (for the DOM builder to re-parse);
- * no other '&' can be in the value, so those are decoded here. */
+/* With replaceEntities off, libxml2 hands attribute values and namespace
+ * names over with each escaped '&' as the five bytes "&#38;" (for the DOM
+ * builder to re-parse); no other '&' can be in them.  Decodes s[0..*len)
+ * into a new allocation in *dec when it has any (else *dec is NULL), and
+ * updates *len.  Returns 0 or GW_ENOMEM. */
+static int decode_amp(const char *s, size_t *len, char **dec)
+{
+    size_t n = *len;
+    *dec = NULL;
+    if (!memchr(s, '&', n))
+        return 0;
+    char *d = malloc(n + 1);
+    if (!d)
+        return GW_ENOMEM;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        if (n - i >= 5 && memcmp(s + i, "&#38;", 5) == 0) {
+            d[o++] = '&';
+            i += 5;
+        } else {
+            d[o++] = s[i++];
+        }
+    }
+    d[o] = '\0';
+    *dec = d;
+    *len = o;
+    return 0;
+}
+
+/* Adds one attribute (or xmlns:prefix declaration), value decoded. */
 static int add_attr(struct xs_stanza *e, const xmlChar *prefix,
                     const xmlChar *local, const xmlChar *v, size_t vlen)
 {
@@ -242,24 +273,11 @@ static int add_attr(struct xs_stanza *e, const xmlChar *prefix,
     char *dec = NULL;
     char *name = NULL;
     char nbuf[128];
-    int rc = 0;
-
-    if (memchr(val, '&', vlen)) {
-        dec = malloc(vlen);
-        if (!dec)
-            return GW_ENOMEM;
-        size_t o = 0;
-        for (size_t i = 0; i < vlen;) {
-            if (vlen - i >= 5 && memcmp(val + i, "&#38;", 5) == 0) {
-                dec[o++] = '&';
-                i += 5;
-            } else {
-                dec[o++] = val[i++];
-            }
-        }
+    int rc = decode_amp(val, &vlen, &dec);
+    if (rc != 0)
+        return rc;
+    if (dec)
         val = dec;
-        vlen = o;
-    }
     size_t llen = xlen(local);
     const char *n = (const char *)local;
     size_t nlen = llen;
@@ -284,6 +302,18 @@ out:
     return rc;
 }
 
+/* libxml2 checks characters, but 2.9.14 lets some invalid UTF-8 through
+ * (an overlong sequence in a CDATA section, found by fuzz_xml).  Trees must
+ * always be serializable, so everything stored is checked again; true (and
+ * failed) when s[0..len) is not valid UTF-8 of XML characters. */
+static bool bad_chars(struct xs_parser *p, const xmlChar *s, size_t len)
+{
+    if (!s || xs__utf8_valid((const char *)s, len))
+        return false;
+    fail(p, GW_EPARSE, "not-well-formed", "invalid UTF-8 or character");
+    return true;
+}
+
 /* Builds an element from a SAX2 start tag, with its xmlns:prefix
  * declarations (but not xmlns:stream, which the serializer owns) and
  * attributes.  Also adds their counted size when counting.  NULL after
@@ -302,9 +332,28 @@ static struct xs_stanza *build_element(struct xs_parser *p,
     }
     if (counting && !count(p, 2 * nlen + XS_ELEM_OVERHEAD))
         return NULL;
+    if (bad_chars(p, local, nlen) || bad_chars(p, uri, xlen(uri)))
+        return NULL;
+    for (int i = 0; i < nb_ns; i++)
+        if (bad_chars(p, nss[2 * i], xlen(nss[2 * i])) ||
+            bad_chars(p, nss[2 * i + 1], xlen(nss[2 * i + 1])))
+            return NULL;
+    for (int i = 0; i < nb_attrs; i++) {
+        const xmlChar **a = attrs + 5 * i;
+        if (bad_chars(p, a[0], xlen(a[0])) || bad_chars(p, a[1], xlen(a[1])) ||
+            bad_chars(p, a[3], (size_t)(a[4] - a[3])))
+            return NULL;
+    }
     const char *ns = uri ? (const char *)uri : "";
-    struct xs_stanza *e =
-        xs__stanza_new_raw((const char *)local, nlen, ns, strlen(ns));
+    size_t nslen = strlen(ns);
+    char *nsdec;
+    if (decode_amp(ns, &nslen, &nsdec) != 0) {
+        fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
+        return NULL;
+    }
+    struct xs_stanza *e = xs__stanza_new_raw((const char *)local, nlen,
+                                             nsdec ? nsdec : ns, nslen);
+    free(nsdec);
     if (!e)
         goto nomem;
     for (int i = 0; i < nb_ns; i++) {
@@ -457,7 +506,7 @@ static void on_chars(void *ctx, const xmlChar *ch, int len)
             fail(p, GW_EPARSE, "bad-format", "text at stream level");
         return;
     }
-    if (!count(p, n))
+    if (!count(p, n) || bad_chars(p, ch, n))
         return;
     if (xs__stanza_append_text_raw(p->cur, (const char *)ch, n) != 0)
         fail(p, GW_ENOMEM, "resource-constraint", "out of memory");

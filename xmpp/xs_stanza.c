@@ -136,7 +136,7 @@ struct xs_stanza *xs_stanza_new(const char *name, const char *ns)
 {
     if (!elem_name_valid(name))
         return NULL;
-    if (ns && !xs__utf8_valid(ns, strlen(ns)))
+    if (ns && (!xs__utf8_valid(ns, strlen(ns)) || strcmp(ns, XS_NS_XMLNS) == 0))
         return NULL;
     return xs__stanza_new_raw(name, strlen(name), ns, ns ? strlen(ns) : 0);
 }
@@ -626,6 +626,8 @@ static int puts_(struct xs_buf *out, const char *s)
 /* Writes s[0..len) escaped; attr selects the attribute-value rules. */
 static int put_escaped(struct xs_buf *out, const char *s, size_t len, bool attr)
 {
+    if (len == 0)
+        return 0;
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
         const char *rep;
@@ -675,11 +677,20 @@ static bool is_streams(const char *ns)
     return ns && strcmp(ns, XS_NS_STREAMS) == 0;
 }
 
+static bool is_xml(const char *ns)
+{
+    return ns && strcmp(ns, XS_NS_XML) == 0;
+}
+
+/* Elements in these namespaces are written with a prefix, never as the
+ * default namespace (which XML forbids for the xml namespace). */
 static int put_tag_name(struct xs_buf *out, const char *ns, const char *name)
 {
     int rc = 0;
     if (is_streams(ns))
         rc = puts_(out, "stream:");
+    else if (is_xml(ns))
+        rc = puts_(out, "xml:");
     if (rc == 0)
         rc = puts_(out, name);
     return rc;
@@ -698,6 +709,8 @@ static int open_tag(struct xs_buf *out, const struct xs_stanza *e,
     if (rc == 0 && is_streams(ens)) {
         if (top && !top_scope)
             rc = puts_(out, " xmlns:stream='" XS_NS_STREAMS "'");
+    } else if (is_xml(ens)) {
+        /* the xml prefix is always bound */
     } else if (rc == 0 && ens && !ns_equal(ens, scope)) {
         rc = puts_(out, " xmlns='");
         if (rc == 0)

@@ -36,6 +36,7 @@
 #define XS_NS_STREAMS "http://etherx.jabber.org/streams"
 #define XS_NS_CLIENT "jabber:client"
 #define XS_NS_XML "http://www.w3.org/XML/1998/namespace"
+#define XS_NS_XMLNS "http://www.w3.org/2000/xmlns/" /* refused as an ns */
 
 struct xs_stanza;
 
@@ -115,7 +116,8 @@ bool xs_stanza_equal(const struct xs_stanza *a, const struct xs_stanza *b);
  * for a standalone document): elements whose effective ns equals the one in
  * force get no xmlns, others get xmlns='...'.  Elements in the streams
  * namespace are written with the "stream:" prefix, declared on the top
- * element only when scope_ns is NULL.  Attribute values are quoted with '
+ * element only when scope_ns is NULL; elements in the xml namespace with
+ * the (always bound) "xml:" prefix.  Attribute values are quoted with '
  * and escape & < > " ' (and TAB LF CR as character references); text
  * escapes & < > (and CR).  Empty elements are written as <x/>.
  * Returns 0, GW_ELIMIT (out->max reached) or GW_ENOMEM; on error out is

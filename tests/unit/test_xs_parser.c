@@ -339,6 +339,29 @@ static void test_attr_entities(void **state)
     assert_string_equal(xs_stanza_attr(a, "v4"), "a\tb\nc");
     assert_string_equal(xs_stanza_attr(a, "v5"), "lit tab"); /* XML norm. */
     rec_close(&r);
+
+    /* Namespace names come the same way; URI syntax is not checked. */
+    rec_init(&r, NULL);
+    r.on_stanza = ACT_KEEP;
+    assert_int_equal(feed_str(&r, HDR "<a xmlns='urn:a&amp;b' "
+                                      "xmlns:p='urn:p&#38;q#x#y'><p:c/>"
+                                      "<d xmlns='not a uri'/></a>"),
+                     0);
+    assert_int_equal(r.nkept, 1);
+    a = r.kept[0];
+    assert_string_equal(xs_stanza_ns(a), "urn:a&b");
+    assert_string_equal(xs_stanza_attr(a, "xmlns:p"), "urn:p&q#x#y");
+    assert_string_equal(xs_stanza_ns(xs_stanza_child(a, "c", NULL)),
+                        "urn:p&q#x#y");
+    assert_string_equal(xs_stanza_ns(xs_stanza_child(a, "d", NULL)),
+                        "not a uri");
+    assert_string_equal(rec_log(&r),
+                        "S from=example.org to=- id=c2s_123 version=1.0 "
+                        "lang=en ns=jabber:client attrs=4\n"
+                        "T <a xmlns='urn:a&amp;b' xmlns:p='urn:p&amp;q#x#y'>"
+                        "<c xmlns='urn:p&amp;q#x#y'/><d xmlns='not a uri'/>"
+                        "</a>\n");
+    rec_close(&r);
 }
 
 /* ---- restricted XML -------------------------------------------------------
@@ -449,6 +472,9 @@ static void test_malformed(void **state)
     expect(HDR "<1a/>", "not-well-formed", GW_EPARSE, 0);
     expect(HDR "<a>&#0;</a>", "not-well-formed", GW_EPARSE, 0);
     expect(HDR "<a/></stream:stream><b/>", "not-well-formed", GW_EPARSE, 1);
+    /* invalid UTF-8 that libxml2 2.9.14 lets through in CDATA (fuzz) */
+    expect(HDR "<a><![CDATA[x\xC1\xA4]]></a>", "not-well-formed", GW_EPARSE, 0);
+    expect(HDR "<a><xml:b/></a>", NULL, 0, 1); /* legal: xml is bound */
     expect(HDR "<a><p:b/></a>", "bad-namespace-prefix", GW_EPARSE, 0);
     expect(HDR "<a/>text<b/>", "bad-format", GW_EPARSE, 1);
     expect("<stream:foo xmlns:stream='http://etherx.jabber.org/streams'>",

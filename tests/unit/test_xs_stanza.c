@@ -386,6 +386,14 @@ static void test_namespaces(void **state)
     assert_null(strstr(strstr(out, "xmlns:stream") + 1, "xmlns:stream"));
     free(out);
     xs_stanza_free(e);
+
+    /* The xml namespace is never a default namespace; xmlns's is refused. */
+    struct xs_stanza *m2 = xs_stanza_new("m", XS_NS_CLIENT);
+    struct xs_stanza *xl = xs_stanza_add_new(m2, "lang", XS_NS_XML);
+    xs_stanza_add_new(xl, "in", NULL);
+    assert_ser(m2, XS_NS_CLIENT, "<m><xml:lang><xml:in/></xml:lang></m>");
+    xs_stanza_free(m2);
+    assert_null(xs_stanza_new("a", XS_NS_XMLNS));
 }
 
 static void test_serialize_limit(void **state)
@@ -508,6 +516,7 @@ static void test_round_trip(void **state)
     xs_stanza_set_attr(x, "p:attr", "v");
     struct xs_stanza *none = xs_stanza_add_new(x, "none", "");
     xs_stanza_add_new(none, "inner", NULL);
+    xs_stanza_add_new(x, "xl", XS_NS_XML);
     struct xs_stanza *ws = xs_stanza_add_new(x, "ws", NULL);
     xs_stanza_set_text(ws, "  \n ", 4);
     round_trip(m);
