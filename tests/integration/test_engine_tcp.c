@@ -374,7 +374,7 @@ static void healthy_counts(uint16_t port, enum dead_place dead,
                  port, dead_unit);
     fmt(yaml, sizeof(yaml),
         "poll_groups:\n"
-        "  - {name: default, interval: 200ms}\n"
+        "  - {name: default, interval: 100ms}\n"
         "links:\n"
         "  - {name: plant, type: tcp, host: 127.0.0.1, port: %u,\n"
         "     units: [\n%s%s]}\n%s",
@@ -413,9 +413,10 @@ static void test_dead_unit(void **state)
     uint64_t base[2], same[2], other[2], dead_to = 0;
     healthy_counts(port, DEAD_NONE, 0, base, NULL);
 
-    /* Same link: a 60 ms timeout a cycle until the unit is offline after 3
-     * failed cycles, then one probe per backoff (2 s, then 4 s). */
-    healthy_counts(port, DEAD_SAME_LINK, 60, same, &dead_to);
+    /* Same link: a 40 ms timeout a cycle (of a 100 ms interval) until the
+     * unit is offline after 3 failed cycles, then one probe per backoff
+     * (2 s, then 4 s). */
+    healthy_counts(port, DEAD_SAME_LINK, 40, same, &dead_to);
     assert_within_10pct(same[0], base[0]);
     assert_within_10pct(same[1], base[1]);
     print_message("dead unit timeouts, same link: %llu\n",
