@@ -92,6 +92,7 @@ enum cfg__kind {
     CFG__LIST,     /* struct cfg__list of sub objects */
     CFG__OBJECT,   /* void *: one sub object (allocated) */
     CFG__INTMAP,   /* struct cfg__intmap: integer -> text */
+    CFG__STRLIST,  /* struct cfg__strlist: a list of text values */
 };
 
 struct cfg__schema;
@@ -109,7 +110,7 @@ struct cfg__field {
 };
 
 struct cfg__schema {
-    const char *what; /* "point", "unit", ... for messages */
+    const char *what; /* "a point", "an account", ... for messages */
     size_t size;      /* of the raw struct; it starts with struct cfg__obj */
     const struct cfg__field *fields;
     size_t n_fields;
@@ -127,6 +128,11 @@ struct cfg__obj {
 
 struct cfg__list {
     void *items; /* n raw structs of sub->size bytes */
+    size_t n;
+};
+
+struct cfg__strlist {
+    char **items;
     size_t n;
 };
 

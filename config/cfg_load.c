@@ -264,13 +264,85 @@ void cfg_free(struct cfg *cfg)
 /* ---- resolution ------------------------------------------------------------
  */
 
+/* A sorted name -> object index: lookups in O(log n) and duplicate
+ * detection in O(n log n), so that huge maps stay cheap to check. */
+struct name_ref {
+    const char *name;
+    size_t index; /* order of addition (file order) */
+    const void *obj;
+};
+
+struct name_index {
+    struct name_ref *refs;
+    size_t n, cap;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct name_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+static void index_free(struct name_index *ix)
+{
+    if (!ix)
+        return;
+    free(ix->refs);
+    free(ix);
+}
+
+static bool index_add(struct name_index *ix, const char *name, const void *obj)
+{
+    if (!name)
+        return true;
+    if (ix->n == ix->cap) {
+        size_t cap = ix->cap ? ix->cap * 2 : 16;
+        struct name_ref *refs = realloc(ix->refs, cap * sizeof(*refs));
+        if (!refs)
+            return false;
+        ix->refs = refs;
+        ix->cap = cap;
+    }
+    ix->refs[ix->n] = (struct name_ref){name, ix->n, obj};
+    ix->n++;
+    return true;
+}
+
+static void index_sort(struct name_index *ix)
+{
+    if (ix->n > 1)
+        qsort(ix->refs, ix->n, sizeof(*ix->refs), ref_cmp);
+}
+
+/* The first object (in file order) with this name, or NULL. */
+static const void *index_find(const struct name_index *ix, const char *name)
+{
+    if (!ix)
+        return NULL;
+    size_t lo = 0, hi = ix->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(ix->refs[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < ix->n && strcmp(ix->refs[lo].name, name) == 0)
+        return ix->refs[lo].obj;
+    return NULL;
+}
+
 struct res {
     struct cfg__ctx ctx;
     struct cfg *cfg;
     const struct cfg__raw_root *raw;
     /* every unit name of the map, for the map-wide uniqueness check */
-    const struct cfg__raw_unit **unit_names;
-    size_t n_unit_names;
+    struct name_index *groups;    /* model poll groups by name */
+    struct name_index *templates; /* raw templates by name */
+    struct cover *cover; /* overlap check scratch, COVER_SIZE entries */
 };
 
 /* Per-unit context of point resolution. */
@@ -290,17 +362,35 @@ static char *dup_or_null(struct res *r, const char *s)
     return d;
 }
 
-static bool find_poll_group(const struct cfg *cfg, const char *name,
+static bool find_poll_group(const struct res *r, const char *name,
                             size_t *index)
 {
-    for (size_t i = 0; i < cfg->n_poll_groups; i++) {
-        if (cfg->poll_groups[i].name &&
-            strcmp(cfg->poll_groups[i].name, name) == 0) {
-            *index = i;
-            return true;
+    const struct cfg_poll_group *g = index_find(r->groups, name);
+    if (!g)
+        return false;
+    *index = (size_t)(g - r->cfg->poll_groups);
+    return true;
+}
+
+/* Sorts an index of raw objects and reports each duplicate at the later
+ * object: "duplicate WHAT name 'x' (first at line N EXTRA)". */
+static void report_duplicates(struct res *r, struct name_index *ix,
+                              const struct cfg__schema *schema,
+                              const char *what, const char *extra)
+{
+    index_sort(ix);
+    size_t first = 0;
+    for (size_t k = 1; k < ix->n; k++) {
+        if (strcmp(ix->refs[k].name, ix->refs[first].name) != 0) {
+            first = k;
+            continue;
         }
+        cfg__field_error(&r->ctx, schema, ix->refs[k].obj, "name",
+                         "duplicate %s name '%s' (first at line %u%s)", what,
+                         ix->refs[k].name,
+                         cfg__mark(schema, ix->refs[first].obj, "name").line,
+                         extra);
     }
-    return false;
 }
 
 #define PS (&cfg__schema_point)
@@ -589,7 +679,7 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
     /* poll group */
     out->poll_group = pc->poll_group;
     if (cfg__has(PS, rp, "poll") && !cfg__is_bad(PS, rp, "poll") &&
-        !find_poll_group(r->cfg, rp->poll, &out->poll_group))
+        !find_poll_group(r, rp->poll, &out->poll_group))
         cfg__field_error(c, PS, rp, "poll", "unknown poll group '%.64s'",
                          rp->poll);
 
@@ -622,112 +712,248 @@ struct pref {
     bool layout;
 };
 
+/* Sort helpers: the points of the unit being checked. */
+struct sort_ctx {
+    const struct cfg_point *pts;
+    size_t index;
+};
+
+static int name_cmp(const void *a, const void *b)
+{
+    const struct sort_ctx *x = a, *y = b;
+    int c = strcmp(x->pts[x->index].name, y->pts[y->index].name);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+/* Orders by table, address, then layout, then file order, so that points
+ * with one identical layout are neighbours, earliest first. */
+static int layout_cmp(const void *a, const void *b)
+{
+    const struct sort_ctx *x = a, *y = b;
+    const struct cfg_point *p = &x->pts[x->index], *q = &y->pts[y->index];
+    if (p->table != q->table)
+        return p->table < q->table ? -1 : 1;
+    if (p->address != q->address)
+        return p->address < q->address ? -1 : 1;
+    if (p->count != q->count)
+        return p->count < q->count ? -1 : 1;
+    if (p->type != q->type)
+        return p->type < q->type ? -1 : 1;
+    int c = strcmp(p->order, q->order);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+static bool same_layout(const struct cfg_point *p, const struct cfg_point *q)
+{
+    return p->table == q->table && p->address == q->address &&
+           p->count == q->count && p->type == q->type &&
+           strcmp(p->order, q->order) == 0;
+}
+
+/* Per address of one table: the two earliest points (file order) of two
+ * different layout classes that cover it, as index + 1 (0 = none, so that
+ * a fresh calloc'd array is empty). */
+struct cover {
+    size_t first, first_class, second;
+};
+
+#define COVER_SIZE 65536u
+
+/* Duplicate point names, in O(n log n). */
+static void check_names(struct res *r, const char *owner,
+                        const struct cfg_point *pts, const struct pref *refs,
+                        struct sort_ctx *s, size_t n)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pts[i].name)
+            s[m++] = (struct sort_ctx){pts, i};
+    }
+    qsort(s, m, sizeof(*s), name_cmp);
+    size_t first = 0;
+    for (size_t k = 1; k < m; k++) {
+        if (strcmp(pts[s[k].index].name, pts[s[first].index].name) != 0) {
+            first = k;
+            continue;
+        }
+        size_t j = s[k].index, i = s[first].index;
+        cfg__field_error(&r->ctx, PS, refs[j].raw, "name",
+                         "duplicate point name '%s' in %s (first at line %u)",
+                         pts[j].name, owner,
+                         cfg__mark(PS, refs[i].raw, "name").line);
+    }
+}
+
+/* Overlapping layouts.  Points with one identical layout form a class;
+ * two points conflict when their classes differ and their ranges in one
+ * table intersect (bit points never conflict).  A point is reported when
+ * a conflicting point comes earlier in the file, naming the earliest.
+ * Linear in the registers covered: no pairwise scan. */
+static void check_overlaps(struct res *r, const struct cfg_point *pts,
+                           const struct pref *refs, struct sort_ctx *s,
+                           size_t n)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (refs[i].layout && pts[i].type != CFG_TYPE_BIT && pts[i].count)
+            s[m++] = (struct sort_ctx){pts, i};
+    }
+    if (m < 2)
+        return;
+    if (!r->cover) {
+        r->cover = calloc(COVER_SIZE, sizeof(*r->cover));
+        if (!r->cover) {
+            r->ctx.oom = true;
+            return;
+        }
+    }
+    qsort(s, m, sizeof(*s), layout_cmp);
+    struct cover *cv = r->cover;
+    /* One table at a time: [t0, t1) in s. */
+    for (size_t t0 = 0, t1; t0 < m; t0 = t1) {
+        enum cfg_table table = pts[s[t0].index].table;
+        for (t1 = t0; t1 < m && pts[s[t1].index].table == table; t1++)
+            ;
+        /* Fill: classes start where the layout changes; s[c0] is the
+         * class's earliest point, its position identifies the class. */
+        for (size_t c0 = t0, c1; c0 < t1; c0 = c1) {
+            const struct cfg_point *p = &pts[s[c0].index];
+            for (c1 = c0 + 1; c1 < t1 && same_layout(&pts[s[c1].index], p);
+                 c1++)
+                ;
+            size_t key = s[c0].index + 1;
+            uint32_t end = (uint32_t)p->address + p->count - 1;
+            for (uint32_t a = p->address; a <= end; a++) {
+                struct cover *c = &cv[a];
+                if (!c->first || key < c->first) {
+                    c->second = c->first;
+                    c->first = key;
+                    c->first_class = c0 + 1;
+                } else if (!c->second || key < c->second) {
+                    c->second = key;
+                }
+            }
+        }
+        /* Query and report. */
+        for (size_t c0 = t0, c1; c0 < t1; c0 = c1) {
+            const struct cfg_point *p = &pts[s[c0].index];
+            for (c1 = c0 + 1; c1 < t1 && same_layout(&pts[s[c1].index], p);
+                 c1++)
+                ;
+            uint32_t end = (uint32_t)p->address + p->count - 1;
+            size_t other = 0; /* index + 1 of the earliest conflict */
+            for (uint32_t a = p->address; a <= end; a++) {
+                const struct cover *c = &cv[a];
+                size_t cand = c->first_class == c0 + 1 ? c->second : c->first;
+                if (cand && (!other || cand < other))
+                    other = cand;
+            }
+            if (!other)
+                continue;
+            other--;
+            const struct cfg_point *o = &pts[other];
+            for (size_t k = c0; k < c1; k++) {
+                size_t j = s[k].index;
+                if (j < other)
+                    continue;
+                cfg__field_error(&r->ctx, PS, refs[j].raw, "address",
+                                 "overlaps point '%s' (%s %u..%u %s) with a "
+                                 "different layout",
+                                 o->name ? o->name : "?",
+                                 cfg_table_name(o->table), o->address,
+                                 (unsigned)(o->address + o->count - 1),
+                                 cfg_type_name(o->type));
+            }
+        }
+        /* Reset what this table touched. */
+        for (size_t k = t0; k < t1; k++) {
+            const struct cfg_point *p = &pts[s[k].index];
+            uint32_t end = (uint32_t)p->address + p->count - 1;
+            for (uint32_t a = p->address; a <= end; a++)
+                cv[a] = (struct cover){0, 0, 0};
+            /* identical neighbours share the range: skip them */
+            while (k + 1 < t1 && same_layout(&pts[s[k + 1].index], p))
+                k++;
+        }
+    }
+}
+
 /* Duplicate names and overlapping layouts among a unit's points. */
 static void check_points(struct res *r, const char *owner,
                          const struct cfg_point *pts, const struct pref *refs,
                          size_t n)
 {
-    for (size_t j = 0; j < n; j++) {
-        for (size_t i = 0; i < j; i++) {
-            if (pts[i].name && pts[j].name &&
-                strcmp(pts[i].name, pts[j].name) == 0) {
-                cfg__field_error(&r->ctx, PS, refs[j].raw, "name",
-                                 "duplicate point name '%s' in %s (first "
-                                 "at line %u)",
-                                 pts[j].name, owner,
-                                 cfg__mark(PS, refs[i].raw, "name").line);
-                break;
-            }
-        }
+    if (n < 2)
+        return;
+    struct sort_ctx *s = calloc(n, sizeof(*s));
+    if (!s) {
+        r->ctx.oom = true;
+        return;
     }
-    for (size_t j = 0; j < n; j++) {
-        if (!refs[j].layout)
-            continue;
-        const struct cfg_point *b = &pts[j];
-        for (size_t i = 0; i < j; i++) {
-            const struct cfg_point *a = &pts[i];
-            if (!refs[i].layout || a->table != b->table)
-                continue;
-            uint32_t a_end = (uint32_t)a->address + a->count - 1;
-            uint32_t b_end = (uint32_t)b->address + b->count - 1;
-            if (a_end < b->address || b_end < a->address)
-                continue;
-            if (a->type == CFG_TYPE_BIT || b->type == CFG_TYPE_BIT)
-                continue;
-            if (a->address == b->address && a->count == b->count &&
-                a->type == b->type && strcmp(a->order, b->order) == 0)
-                continue;
-            cfg__field_error(&r->ctx, PS, refs[j].raw, "address",
-                             "overlaps point '%s' (%s %u..%u %s) with a "
-                             "different layout",
-                             a->name ? a->name : "?", cfg_table_name(a->table),
-                             a->address, a_end, cfg_type_name(a->type));
-            break;
-        }
-    }
+    check_names(r, owner, pts, refs, s, n);
+    check_overlaps(r, pts, refs, s, n);
+    free(s);
 }
 
 static void resolve_poll_groups(struct res *r)
 {
     const struct cfg__list *l = &r->raw->poll_groups;
     struct cfg *cfg = r->cfg;
-    cfg->poll_groups = calloc(l->n + 1, sizeof(*cfg->poll_groups));
-    if (!cfg->poll_groups) {
-        r->ctx.oom = true;
-        return;
-    }
-    cfg->poll_groups[0].name = dup_or_null(r, "default");
-    cfg->poll_groups[0].interval_ms = 1000;
-    cfg->n_poll_groups = 1;
-    const struct cfg__raw_poll_group *default_def = NULL;
     const struct cfg__schema *s = &cfg__schema_poll_group;
+    struct name_index *raw = calloc(1, sizeof(*raw));
+    r->groups = calloc(1, sizeof(*r->groups));
+    cfg->poll_groups = calloc(l->n + 1, sizeof(*cfg->poll_groups));
+    if (!raw || !r->groups || !cfg->poll_groups)
+        goto oom;
     for (size_t i = 0; i < l->n; i++) {
         const struct cfg__raw_poll_group *g =
             (const struct cfg__raw_poll_group *)l->items + i;
-        if (!g->name || cfg__is_bad(s, g, "name"))
-            continue;
-        const struct cfg__raw_poll_group *first = NULL;
-        if (strcmp(g->name, "default") == 0)
-            first = default_def;
-        for (size_t k = 0; k < i && !first; k++) {
-            const struct cfg__raw_poll_group *o =
-                (const struct cfg__raw_poll_group *)l->items + k;
-            if (o->name && strcmp(o->name, g->name) == 0)
-                first = o;
-        }
-        if (first) {
-            cfg__field_error(&r->ctx, s, g, "name",
-                             "duplicate poll group name '%s' (first at line "
-                             "%u)",
-                             g->name, cfg__mark(s, first, "name").line);
-            continue;
-        }
-        struct cfg_poll_group *pg;
-        if (strcmp(g->name, "default") == 0) {
-            default_def = g;
-            pg = &cfg->poll_groups[0];
-        } else {
+        if (!cfg__is_bad(s, g, "name") && !index_add(raw, g->name, g))
+            goto oom;
+    }
+    report_duplicates(r, raw, s, "poll group", "");
+    /* "default" is always group 0; the others follow in file order. */
+    cfg->poll_groups[0].name = dup_or_null(r, "default");
+    cfg->poll_groups[0].interval_ms = 1000;
+    cfg->n_poll_groups = 1;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct cfg__raw_poll_group *g =
+            (const struct cfg__raw_poll_group *)l->items + i;
+        if (!g->name || cfg__is_bad(s, g, "name") ||
+            index_find(raw, g->name) != g)
+            continue; /* unnamed, or a duplicate (reported) */
+        struct cfg_poll_group *pg = &cfg->poll_groups[0];
+        if (strcmp(g->name, "default") != 0) {
             pg = &cfg->poll_groups[cfg->n_poll_groups++];
             pg->name = dup_or_null(r, g->name);
         }
-        pg->interval_ms = cfg__is_bad(s, g, "interval") || g->hdr.broken
-                              ? 1000
-                              : g->interval_ms;
+        pg->interval_ms =
+            cfg__has(s, g, "interval") && !cfg__is_bad(s, g, "interval")
+                ? g->interval_ms
+                : 1000;
         pg->mark = g->hdr.mark;
     }
+    for (size_t i = 0; i < cfg->n_poll_groups; i++) {
+        if (!index_add(r->groups, cfg->poll_groups[i].name,
+                       &cfg->poll_groups[i]))
+            goto oom;
+    }
+    index_sort(r->groups);
+    index_free(raw);
+    return;
+oom:
+    index_free(raw);
+    r->ctx.oom = true;
 }
 
 static const struct cfg__raw_template *raw_template(const struct res *r,
                                                     const char *name)
 {
-    const struct cfg__list *l = &r->raw->templates;
-    for (size_t i = 0; i < l->n; i++) {
-        const struct cfg__raw_template *t =
-            (const struct cfg__raw_template *)l->items + i;
-        if (t->name && strcmp(t->name, name) == 0)
-            return t;
-    }
-    return NULL;
+    return index_find(r->templates, name);
 }
 
 /* Resolves a list of raw point lists (template's, then unit's) into one
@@ -783,22 +1009,24 @@ static void resolve_templates(struct res *r)
         r->ctx.oom = true;
         return;
     }
+    r->templates = calloc(1, sizeof(*r->templates));
+    if (!r->templates) {
+        r->ctx.oom = true;
+        return;
+    }
     for (size_t i = 0; i < l->n; i++) {
         const struct cfg__raw_template *t =
             (const struct cfg__raw_template *)l->items + i;
-        if (t->name) {
-            for (size_t k = 0; k < i; k++) {
-                const struct cfg__raw_template *o =
-                    (const struct cfg__raw_template *)l->items + k;
-                if (o->name && strcmp(o->name, t->name) == 0) {
-                    cfg__field_error(&r->ctx, s, t, "name",
-                                     "duplicate template name '%s' (first "
-                                     "at line %u)",
-                                     t->name, cfg__mark(s, o, "name").line);
-                    break;
-                }
-            }
+        if (!cfg__is_bad(s, t, "name") &&
+            !index_add(r->templates, t->name, t)) {
+            r->ctx.oom = true;
+            return;
         }
+    }
+    report_duplicates(r, r->templates, s, "template", "");
+    for (size_t i = 0; i < l->n; i++) {
+        const struct cfg__raw_template *t =
+            (const struct cfg__raw_template *)l->items + i;
         struct cfg_template *ct = &cfg->templates[cfg->n_templates++];
         ct->name = dup_or_null(r, t->name);
         ct->description = dup_or_null(r, t->description);
@@ -842,22 +1070,6 @@ static void resolve_unit(struct res *r, const struct cfg__raw_link *rl,
     cu->mark = u->hdr.mark;
     cu->id = (uint8_t)u->id;
 
-    /* map-wide unit names */
-    if (u->name && !cfg__is_bad(us, u, "name")) {
-        for (size_t i = 0; i < r->n_unit_names; i++) {
-            if (strcmp(r->unit_names[i]->name, u->name) == 0) {
-                cfg__field_error(c, us, u, "name",
-                                 "duplicate unit name '%s' (first at line "
-                                 "%u; unit names are unique in the whole "
-                                 "map)",
-                                 u->name,
-                                 cfg__mark(us, r->unit_names[i], "name").line);
-                break;
-            }
-        }
-        r->unit_names[r->n_unit_names++] = u;
-    }
-
     bool type_ok = !cfg__is_bad(ls, rl, "type") && !rl->hdr.broken;
     if (type_ok && cl->type != CFG_LINK_TCP && cfg__has(us, u, "id") &&
         !cfg__is_bad(us, u, "id") && (u->id < 1 || u->id > 247))
@@ -878,7 +1090,7 @@ static void resolve_unit(struct res *r, const struct cfg__raw_link *rl,
 
     cu->poll_group = 0;
     if (cfg__has(us, u, "poll") && !cfg__is_bad(us, u, "poll") &&
-        !find_poll_group(r->cfg, u->poll, &cu->poll_group))
+        !find_poll_group(r, u->poll, &cu->poll_group))
         cfg__field_error(c, us, u, "poll", "unknown poll group '%.64s'",
                          u->poll);
 
@@ -1009,33 +1221,39 @@ static void resolve_links(struct res *r)
             r->ctx.oom = true;
         return;
     }
-    size_t units = 0;
-    for (size_t i = 0; i < l->n; i++)
-        units += ((const struct cfg__raw_link *)l->items + i)->units.n;
-    r->unit_names = calloc(units ? units : 1, sizeof(*r->unit_names));
     cfg->links = calloc(l->n, sizeof(*cfg->links));
-    if (!r->unit_names || !cfg->links) {
-        r->ctx.oom = true;
-        return;
-    }
+    struct name_index *links = calloc(1, sizeof(*links));
+    struct name_index *units = calloc(1, sizeof(*units));
+    if (!cfg->links || !links || !units)
+        goto oom;
     for (size_t i = 0; i < l->n; i++) {
         const struct cfg__raw_link *rl =
             (const struct cfg__raw_link *)l->items + i;
-        if (rl->name) {
-            for (size_t k = 0; k < i; k++) {
-                const struct cfg__raw_link *o =
-                    (const struct cfg__raw_link *)l->items + k;
-                if (o->name && strcmp(o->name, rl->name) == 0) {
-                    cfg__field_error(&r->ctx, s, rl, "name",
-                                     "duplicate link name '%s' (first at "
-                                     "line %u)",
-                                     rl->name, cfg__mark(s, o, "name").line);
-                    break;
-                }
-            }
+        if (!cfg__is_bad(s, rl, "name") && !index_add(links, rl->name, rl))
+            goto oom;
+        for (size_t k = 0; k < rl->units.n; k++) {
+            const struct cfg__raw_unit *u =
+                (const struct cfg__raw_unit *)rl->units.items + k;
+            if (!cfg__is_bad(&cfg__schema_unit, u, "name") &&
+                !index_add(units, u->name, u))
+                goto oom;
         }
+    }
+    report_duplicates(r, links, s, "link", "");
+    report_duplicates(r, units, &cfg__schema_unit, "unit",
+                      "; unit names are unique in the whole map");
+    for (size_t i = 0; i < l->n; i++) {
+        const struct cfg__raw_link *rl =
+            (const struct cfg__raw_link *)l->items + i;
         resolve_link(r, rl, &cfg->links[cfg->n_links++]);
     }
+    index_free(links);
+    index_free(units);
+    return;
+oom:
+    index_free(links);
+    index_free(units);
+    r->ctx.oom = true;
 }
 
 /* The sections' resolve hooks, run in this order after decoding (poll
@@ -1111,7 +1329,9 @@ int cfg_load_buffer(const char *name, const char *data, size_t len,
          i < sizeof(resolve_hooks) / sizeof(resolve_hooks[0]) && !r.ctx.oom;
          i++)
         resolve_hooks[i](&r);
-    free(r.unit_names);
+    index_free(r.groups);
+    index_free(r.templates);
+    free(r.cover);
     cfg__obj_free(&cfg__schema_root, raw);
     free(raw);
     if (r.ctx.oom) {

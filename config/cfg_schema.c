@@ -62,7 +62,7 @@ static const struct cfg__field point_fields[] = {
 #undef P
 
 const struct cfg__schema cfg__schema_point = {
-    "point", sizeof(struct cfg__raw_point), point_fields,
+    "a point", sizeof(struct cfg__raw_point), point_fields,
     sizeof(point_fields) / sizeof(point_fields[0])};
 
 /* Unit settings a template may carry (same ranges as on the unit). */
@@ -91,7 +91,7 @@ static const struct cfg__field template_fields[] = {
 #undef T
 
 const struct cfg__schema cfg__schema_template = {
-    "template", sizeof(struct cfg__raw_template), template_fields,
+    "a template", sizeof(struct cfg__raw_template), template_fields,
     sizeof(template_fields) / sizeof(template_fields[0])};
 
 #define U struct cfg__raw_unit
@@ -106,7 +106,7 @@ static const struct cfg__field unit_fields[] = {
 #undef U
 
 const struct cfg__schema cfg__schema_unit = {
-    "unit", sizeof(struct cfg__raw_unit), unit_fields,
+    "a unit", sizeof(struct cfg__raw_unit), unit_fields,
     sizeof(unit_fields) / sizeof(unit_fields[0])};
 
 #define L struct cfg__raw_link
@@ -136,7 +136,7 @@ static const struct cfg__field link_fields[] = {
 #undef L
 
 const struct cfg__schema cfg__schema_link = {
-    "link", sizeof(struct cfg__raw_link), link_fields,
+    "a link", sizeof(struct cfg__raw_link), link_fields,
     sizeof(link_fields) / sizeof(link_fields[0])};
 
 #define G struct cfg__raw_poll_group
@@ -148,7 +148,7 @@ static const struct cfg__field poll_group_fields[] = {
 #undef G
 
 const struct cfg__schema cfg__schema_poll_group = {
-    "poll group", sizeof(struct cfg__raw_poll_group), poll_group_fields,
+    "a poll group", sizeof(struct cfg__raw_poll_group), poll_group_fields,
     sizeof(poll_group_fields) / sizeof(poll_group_fields[0])};
 
 /* The top level: one entry a section. */
@@ -162,7 +162,7 @@ static const struct cfg__field root_fields[] = {
 #undef R
 
 const struct cfg__schema cfg__schema_root = {
-    "device map", sizeof(struct cfg__raw_root), root_fields,
+    "the device map", sizeof(struct cfg__raw_root), root_fields,
     sizeof(root_fields) / sizeof(root_fields[0])};
 
 #undef F
@@ -368,6 +368,8 @@ static const char *a_kind(enum cfg__kind k)
     case CFG__OBJECT:
     case CFG__INTMAP:
         return "a mapping";
+    case CFG__STRLIST:
+        return "a list of text values";
     }
     return "?";
 }
@@ -467,7 +469,7 @@ static void unknown_key(struct cfg__ctx *ctx, const struct cfg__schema *s,
     }
     if (best) {
         add_error(ctx, key->mark, path,
-                  "unknown key '%.64s' in a %s (did you mean '%s'?)", key->text,
+                  "unknown key '%.64s' in %s (did you mean '%s'?)", key->text,
                   s->what, best);
         return;
     }
@@ -482,7 +484,7 @@ static void unknown_key(struct cfg__ctx *ctx, const struct cfg__schema *s,
         len += (size_t)w;
     }
     add_error(ctx, key->mark, path,
-              "unknown key '%.64s' in a %s (expected one of %s)", key->text,
+              "unknown key '%.64s' in %s (expected one of %s)", key->text,
               s->what, list);
 }
 
@@ -597,6 +599,38 @@ static bool decode_value(struct cfg__ctx *ctx, const struct cfg__field *f,
         cfg__decode(ctx, f->sub, n, path, obj);
         *(void **)target = obj;
         return true;
+    }
+    if (f->kind == CFG__STRLIST) {
+        struct cfg__strlist *list = target;
+        if (cfg__node_is_null(n))
+            return true;
+        if (n->kind != CFG__NODE_SEQ) {
+            wrong_type(ctx, f, n, path);
+            return false;
+        }
+        list->items = alloc_zero(ctx, n->n, sizeof(*list->items));
+        if (!list->items)
+            return false;
+        bool ok = true;
+        for (size_t i = 0; i < n->n; i++) {
+            const struct cfg__node *item = n->kids[i];
+            char ipath[CFG__PATH_MAX];
+            snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
+            if (item->kind != CFG__NODE_SCALAR || cfg__node_is_null(item) ||
+                item->len == 0 || strlen(item->text) != item->len) {
+                char got[80];
+                describe(item, got, sizeof(got));
+                add_error(ctx, item->mark, ipath,
+                          "expected a text value, got %s", got);
+                ok = false;
+                continue;
+            }
+            char *d = dup_text(ctx, item->text);
+            if (!d)
+                return false;
+            list->items[list->n++] = d;
+        }
+        return ok;
     }
     if (f->kind == CFG__INTMAP) {
         if (n->kind != CFG__NODE_MAP) {
@@ -768,7 +802,7 @@ void cfg__decode(struct cfg__ctx *ctx, const struct cfg__schema *schema,
     if (node->kind != CFG__NODE_MAP) {
         char got[80];
         describe(node, got, sizeof(got));
-        add_error(ctx, node->mark, path, "expected a %s (a mapping), got %s",
+        add_error(ctx, node->mark, path, "expected %s (a mapping), got %s",
                   schema->what, got);
         obj->broken = true;
         return;
@@ -801,9 +835,8 @@ void cfg__decode(struct cfg__ctx *ctx, const struct cfg__schema *schema,
             char kpath[CFG__PATH_MAX + 80];
             snprintf(kpath, sizeof(kpath), "%s%s%s", path, path[0] ? "." : "",
                      f->key);
-            add_error(ctx, node->mark, kpath,
-                      "missing required key '%s' in a %s", f->key,
-                      schema->what);
+            add_error(ctx, node->mark, kpath, "missing required key '%s' in %s",
+                      f->key, schema->what);
             obj->broken = true;
             continue;
         }
@@ -849,6 +882,15 @@ void cfg__obj_free(const struct cfg__schema *schema, void *obj)
             free(*(void **)t);
             *(void **)t = NULL;
             break;
+        case CFG__STRLIST: {
+            struct cfg__strlist *l = t;
+            for (size_t j = 0; j < l->n; j++)
+                free(l->items[j]);
+            free(l->items);
+            l->items = NULL;
+            l->n = 0;
+            break;
+        }
         case CFG__INTMAP: {
             struct cfg__intmap *m = t;
             for (size_t j = 0; j < m->n; j++)

@@ -189,22 +189,19 @@ static void check_duplicates(struct builder *b, const struct cfg__node *map)
     qsort(refs, pairs, sizeof(*refs), key_cmp);
     char path[CFG__PATH_MAX];
     current_path(b, false, path, sizeof(path));
+    size_t first = 0; /* the earliest key of the current run */
     for (size_t i = 1; i < pairs; i++) {
-        const struct cfg__node *k = refs[i].key, *first = refs[i - 1].key;
-        if (k->len != first->len || memcmp(k->text, first->text, k->len))
+        const struct cfg__node *k = refs[i].key, *f = refs[first].key;
+        if (k->len != f->len || memcmp(k->text, f->text, k->len) != 0) {
+            first = i;
             continue;
-        /* refs[i - 1] is the first of a run of equal keys. */
-        size_t j = i;
-        while (j > 0 && refs[j - 1].key->len == k->len &&
-               memcmp(refs[j - 1].key->text, k->text, k->len) == 0)
-            j--;
-        first = refs[j].key;
+        }
         char kpath[CFG__PATH_MAX + 80];
         snprintf(kpath, sizeof(kpath), "%s%s%.64s", path, path[0] ? "." : "",
                  k->text);
         if (cfg__error(b->errs, k->mark, kpath,
                        "duplicate key '%.64s' (first at line %u)", k->text,
-                       first->mark.line) != GW_OK)
+                       f->mark.line) != GW_OK)
             b->oom = true;
     }
     free(refs);
@@ -241,12 +238,8 @@ static void on_start(struct builder *b, const yaml_event_t *ev,
         return;
     /* Attach first so that the tree owns the node even if a later event
      * fails; a collection used as a mapping key is refused here. */
-    size_t before = b->depth ? b->stack[b->depth - 1].node->n : 0;
-    bool had_root = b->root != NULL;
     attach(b, n, ev->start_mark);
     if (b->failed)
-        return;
-    if (b->depth == 0 ? had_root : b->stack[b->depth - 1].node->n == before)
         return;
     b->stack[b->depth++].node = n;
 }

@@ -445,7 +445,7 @@ static void test_schema_errors(void **state)
          "unknown key 'scael' in a point (did you mean 'scale'?)"},
         /* unknown top-level section */
         {"links:\n  - {name: l, type: tcp, host: h}\nlinkz: []\n", 3, 1,
-         "linkz", "unknown key 'linkz' in a device map (did you mean "},
+         "linkz", "unknown key 'linkz' in the device map (did you mean "},
         /* wrong types */
         {HEAD PT KV "address: forty\n", 10, 22,
          "links[0].units[0].points[0].address",
@@ -719,6 +719,48 @@ static void test_allowed_overlaps(void **state)
     cfg_errors_close(&errs);
 }
 
+/* Identical layouts form one class; every point that conflicts with an
+ * earlier point is reported, naming the earliest conflicting one. */
+static void test_overlap_classes(void **state)
+{
+    (void)state;
+    const char *yaml =
+        HEAD "          - {name: p, address: 40001, type: uint32}\n"
+             "          - {name: q, address: 40001, type: uint32, order: "
+             "CDAB}\n"
+             "          - {name: r, address: 40001, type: uint32, scale: 2}\n"
+             "          - {name: s, address: 40003, type: int16}\n"
+             "          - {name: t, address: 40001, type: bit, bit: 1}\n"
+             "          - {name: u, address: 40002}\n"
+             "          - {name: v, table: input, address: 0, type: "
+             "uint32}\n";
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct cfg *cfg = NULL;
+    int rc = cfg_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errs);
+    assert_int_equal(rc, GW_ECONFIG);
+    if (errs.n != 3)
+        dump_errors(&errs);
+    assert_int_equal(errs.n, 3);
+    static const struct {
+        unsigned line;
+        const char *path, *msg;
+    } want[] = {
+        {10, "links[0].units[0].points[1].address",
+         "overlaps point 'p' (holding 0..1 uint32)"},
+        {11, "links[0].units[0].points[2].address",
+         "overlaps point 'q' (holding 0..1 uint32)"},
+        {14, "links[0].units[0].points[5].address",
+         "overlaps point 'p' (holding 0..1 uint32)"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(errs.items[i].mark.line, want[i].line);
+        assert_string_equal(errs.items[i].path, want[i].path);
+        assert_non_null(strstr(errs.items[i].message, want[i].msg));
+    }
+    cfg_errors_close(&errs);
+}
+
 /* A problem in a template point is reported once, however many units use
  * the template; a name clash with a template point is found in the unit. */
 static void test_template_errors(void **state)
@@ -759,6 +801,162 @@ static void test_template_errors(void **state)
     assert_non_null(strstr(errs.items[1].message,
                            "duplicate point name 'a' in unit 'u3' (first at "
                            "line 4)"));
+    cfg_errors_close(&errs);
+}
+
+/* ---- the walker on its own: a new section is a table ------------------- */
+
+struct t_inner {
+    struct cfg__obj hdr;
+    char *jid;
+    uint64_t port;
+    double ratio;
+};
+
+struct t_outer {
+    struct cfg__obj hdr;
+    void *inner; /* struct t_inner */
+    struct cfg__strlist readers;
+    int mode;
+    uint32_t keepalive_ms;
+    bool flag;
+};
+
+static const struct cfg__field t_inner_fields[] = {
+    {.key = "jid",
+     .kind = CFG__STRING,
+     .offset = offsetof(struct t_inner, jid),
+     .required = true},
+    {.key = "port",
+     .kind = CFG__UINT,
+     .offset = offsetof(struct t_inner, port),
+     .min = 1,
+     .max = 65535,
+     .def = "5222"},
+    {.key = "ratio",
+     .kind = CFG__DOUBLE,
+     .offset = offsetof(struct t_inner, ratio)},
+};
+static const struct cfg__schema t_inner_schema = {
+    "an account", sizeof(struct t_inner), t_inner_fields,
+    sizeof(t_inner_fields) / sizeof(t_inner_fields[0])};
+
+static const char *const t_modes[] = {"starttls", "direct", NULL};
+static const struct cfg__field t_outer_fields[] = {
+    {.key = "account",
+     .kind = CFG__OBJECT,
+     .offset = offsetof(struct t_outer, inner),
+     .sub = &t_inner_schema},
+    {.key = "readers",
+     .kind = CFG__STRLIST,
+     .offset = offsetof(struct t_outer, readers)},
+    {.key = "mode",
+     .kind = CFG__ENUM,
+     .offset = offsetof(struct t_outer, mode),
+     .names = t_modes,
+     .def = "direct"},
+    {.key = "keepalive",
+     .kind = CFG__DURATION,
+     .offset = offsetof(struct t_outer, keepalive_ms),
+     .min = 1000,
+     .max = 3600000,
+     .def = "1m"},
+    {.key = "flag",
+     .kind = CFG__BOOL,
+     .offset = offsetof(struct t_outer, flag)},
+};
+static const struct cfg__schema t_outer_schema = {
+    "the section", sizeof(struct t_outer), t_outer_fields,
+    sizeof(t_outer_fields) / sizeof(t_outer_fields[0])};
+
+static void decode_text(const char *yaml, struct t_outer *out,
+                        struct cfg_errors *errs)
+{
+    struct cfg__node *root = NULL;
+    assert_int_equal(cfg__yaml_parse(yaml, strlen(yaml), &root, errs), GW_OK);
+    assert_non_null(root);
+    struct cfg__ctx ctx = {.errs = errs, .oom = false};
+    memset(out, 0, sizeof(*out));
+    cfg__decode(&ctx, &t_outer_schema, root, "sec", out);
+    assert_false(ctx.oom);
+    cfg__node_free(root);
+}
+
+static void test_walker_new_section(void **state)
+{
+    (void)state;
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct t_outer o;
+    decode_text("account: {jid: gw@example.org, ratio: 0.5}\n"
+                "readers: [ops@example.org, example.net]\n"
+                "flag: true\n",
+                &o, &errs);
+    if (errs.n)
+        dump_errors(&errs);
+    assert_int_equal(errs.n, 0);
+    const struct t_inner *in = o.inner;
+    assert_non_null(in);
+    assert_string_equal(in->jid, "gw@example.org");
+    assert_int_equal(in->port, 5222); /* default */
+    assert_true(in->ratio == 0.5);
+    assert_string_equal(in->hdr.path, "sec.account");
+    assert_int_equal(o.readers.n, 2);
+    assert_string_equal(o.readers.items[1], "example.net");
+    assert_int_equal(o.mode, 1);             /* default "direct" */
+    assert_int_equal(o.keepalive_ms, 60000); /* default "1m" */
+    assert_true(o.flag);
+    assert_true(cfg__has(&t_outer_schema, &o, "flag"));
+    assert_false(cfg__has(&t_outer_schema, &o, "mode")); /* defaulted */
+    cfg__obj_free(&t_outer_schema, &o);
+    assert_null(o.inner);
+
+    /* every problem at once */
+    decode_text("account: {port: 0}\n"
+                "readers: [a, [b], \"\"]\n"
+                "mode: tls\n"
+                "keepalive: 10ms\n"
+                "extra: 1\n",
+                &o, &errs);
+    static const struct {
+        unsigned line, col;
+        const char *path, *msg;
+    } want[] = {
+        {1, 10, "sec.account.jid", "missing required key 'jid' in an account"},
+        {1, 17, "sec.account.port", "value 0 out of range 1..65535"},
+        {2, 14, "sec.readers[1]", "expected a text value, got a list"},
+        {2, 19, "sec.readers[2]", "expected a text value"},
+        {3, 7, "sec.mode",
+         "unknown mode 'tls' (expected one of starttls, "
+         "direct)"},
+        {4, 12, "sec.keepalive", "duration 10ms out of range 1s..1h"},
+        {5, 1, "sec.extra",
+         "unknown key 'extra' in the section (expected one "
+         "of account, readers, mode, keepalive, flag)"},
+    };
+    cfg__errors_sort(&errs);
+    if (errs.n != 7)
+        dump_errors(&errs);
+    assert_int_equal(errs.n, 7);
+    for (size_t i = 0; i < 7; i++) {
+        if (errs.items[i].mark.line != want[i].line ||
+            errs.items[i].mark.col != want[i].col ||
+            strcmp(errs.items[i].path, want[i].path) != 0 ||
+            !strstr(errs.items[i].message, want[i].msg)) {
+            fprintf(stderr, "error %zu: want %u:%u %s: %s\n", i, want[i].line,
+                    want[i].col, want[i].path, want[i].msg);
+            dump_errors(&errs);
+        }
+        assert_int_equal(errs.items[i].mark.line, want[i].line);
+        assert_int_equal(errs.items[i].mark.col, want[i].col);
+        assert_string_equal(errs.items[i].path, want[i].path);
+        assert_non_null(strstr(errs.items[i].message, want[i].msg));
+    }
+    assert_true(cfg__is_bad(&t_outer_schema, &o, "mode"));
+    assert_true(cfg__is_bad(&t_outer_schema, &o, "readers"));
+    assert_int_equal(o.readers.n, 1); /* the valid one is kept */
+    assert_true(((struct t_inner *)o.inner)->hdr.broken);
+    cfg__obj_free(&t_outer_schema, &o);
     cfg_errors_close(&errs);
 }
 
@@ -1016,7 +1214,9 @@ int main(void)
         cmocka_unit_test(test_schema_errors),
         cmocka_unit_test(test_resolve_errors),
         cmocka_unit_test(test_allowed_overlaps),
+        cmocka_unit_test(test_overlap_classes),
         cmocka_unit_test(test_template_errors),
+        cmocka_unit_test(test_walker_new_section),
         cmocka_unit_test(test_aliases_rejected),
         cmocka_unit_test(test_yaml_errors),
         cmocka_unit_test(test_deep_nesting),
