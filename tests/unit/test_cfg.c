@@ -668,6 +668,33 @@ static void test_resolve_errors(void **state)
          "    units:\n      - name: u\n        id: 248\n",
          7, 13, "links[0].units[0].id",
          "unit id 248 out of range 1..247 on an rtu-over-tcp link"},
+        /* more duplicates and references */
+        {"links:\n  - {name: l, type: tcp, host: h}\n"
+         "  - {name: l, type: tcp, host: g}\n",
+         3, 12, "links[1].name", "duplicate link name 'l' (first at line 2)"},
+        {"links:\n  - {name: a, type: tcp, host: h, units: [{name: u, id: "
+         "1}]}\n"
+         "  - {name: b, type: tcp, host: g, units: [{name: u, id: 2}]}\n",
+         3, 50, "links[1].units[0].name",
+         "duplicate unit name 'u' (first at line 2; unit names are unique in "
+         "the whole map)"},
+        {"templates:\n  - {name: t}\n  - {name: t}\n"
+         "links:\n  - {name: l, type: tcp, host: h}\n",
+         3, 12, "templates[1].name",
+         "duplicate template name 't' (first at line 2)"},
+        {"links:\n  - {name: l, type: tcp, host: h, units: [{name: u, id: 1, "
+         "template: nope}]}\n",
+         2, 70, "links[0].units[0].template", "unknown template 'nope'"},
+        {"links:\n  - {name: l, type: tcp, host: h, units: [{name: u, id: 1, "
+         "poll: nope}]}\n",
+         2, 66, "links[0].units[0].poll", "unknown poll group 'nope'"},
+        {"links:\n  - {name: l, type: tcp, host: h, device: /dev/x}\n", 2, 43,
+         "links[0].device", "'device' is only for rtu links"},
+        {"links:\n  - {name: l, type: rtu, device: /dev/x, host: h}\n", 2, 48,
+         "links[0].host", "'host' is not allowed on an rtu link"},
+        {HEAD PT KV "address: 40001\n" KV "type: string\n" KV "length: 0\n", 12,
+         21, "links[0].units[0].points[0].length",
+         "value 0 out of range 1..125"},
         /* address_base 1 */
         {"links:\n  - name: l\n    type: tcp\n    host: h\n"
          "    address_base: 1\n    units:\n      - name: u\n        id: 1\n"
