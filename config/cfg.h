@@ -182,26 +182,26 @@ enum cfg_tls_mode {
 
 /* The `xmpp:` section: the account fieldgate logs in with. */
 struct cfg_xmpp {
-    bool present;          /* the section exists: run the XMPP session */
-    char *jid;             /* bare JID of the gateway's account */
-    char *password;        /* inline (discouraged) or NULL */
-    char *password_file;   /* a file holding the password, or NULL; a
-                              relative name is looked up in
-                              $CREDENTIALS_DIRECTORY first */
-    char *resource;        /* NULL: server-assigned */
-    char *host;            /* NULL: SRV records, then the JID's domain */
-    uint16_t port;         /* 0: 5222, or 5223 with direct TLS */
+    bool present;        /* the section exists: run the XMPP session */
+    char *jid;           /* bare JID of the gateway's account */
+    char *password;      /* inline (discouraged) or NULL */
+    char *password_file; /* a file holding the password, or NULL; a
+                            relative name is looked up in
+                            $CREDENTIALS_DIRECTORY first */
+    char *resource;      /* NULL: server-assigned */
+    char *host;          /* NULL: SRV records, then the JID's domain */
+    uint16_t port;       /* 0: 5222, or 5223 with direct TLS */
     enum cfg_tls_mode tls;
-    char *ca_file;         /* NULL: the system trust store */
-    char *insecure_server; /* certificate NOT verified for this server
-                              (must be the JID's domain), or NULL */
+    char *ca_file;            /* NULL: the system trust store */
+    char *insecure_server;    /* certificate NOT verified for this server
+                                 (must be the JID's domain), or NULL */
     unsigned sasl_mechanisms; /* CFG_SASL_* bits; default every SCRAM */
     bool allow_plain;         /* PLAIN, over TLS only; default false */
     uint32_t keepalive_ms;    /* ping the server after this idle time */
     uint32_t ping_timeout_ms; /* reply and negotiation timeout */
     uint32_t reconnect_min_ms, reconnect_max_ms;
-    uint32_t stanza_max;      /* bytes */
-    char *status;             /* presence status text, or NULL */
+    uint32_t stanza_max; /* bytes */
+    char *status;        /* presence status text, or NULL */
     struct cfg_mark mark;
 };
 

@@ -255,14 +255,43 @@ struct cfg__raw_poll_group {
     uint32_t interval_ms;
 };
 
+struct cfg__raw_xmpp {
+    struct cfg__obj hdr;
+    char *jid;
+    char *password;
+    char *password_file;
+    char *resource;
+    char *host;
+    uint64_t port;
+    int tls;
+    char *ca_file;
+    char *insecure_server;
+    struct cfg__strlist sasl_mechanisms;
+    bool allow_plain;
+    uint32_t keepalive_ms, ping_timeout_ms;
+    uint32_t reconnect_min_ms, reconnect_max_ms;
+    uint64_t stanza_max;
+    char *status;
+};
+
+struct cfg__raw_access {
+    struct cfg__obj hdr;
+    struct cfg__strlist readers;
+    struct cfg__strlist controllers;
+};
+
 struct cfg__raw_root {
     struct cfg__obj hdr;
     struct cfg__list poll_groups;
     struct cfg__list templates;
     struct cfg__list links;
+    struct cfg__raw_xmpp *xmpp;     /* NULL without the section */
+    struct cfg__raw_access *access; /* NULL without the section */
 };
 
 extern const struct cfg__schema cfg__schema_root;
+extern const struct cfg__schema cfg__schema_xmpp;
+extern const struct cfg__schema cfg__schema_access;
 extern const struct cfg__schema cfg__schema_poll_group;
 extern const struct cfg__schema cfg__schema_template;
 extern const struct cfg__schema cfg__schema_link;

@@ -257,6 +257,24 @@ void cfg_free(struct cfg *cfg)
         free(l->device);
     }
     free(cfg->links);
+    struct cfg_xmpp *x = &cfg->xmpp;
+    free(x->jid);
+    if (x->password) {
+        explicit_bzero(x->password, strlen(x->password));
+        free(x->password);
+    }
+    free(x->password_file);
+    free(x->resource);
+    free(x->host);
+    free(x->ca_file);
+    free(x->insecure_server);
+    free(x->status);
+    for (size_t i = 0; i < cfg->access.n_readers; i++)
+        free(cfg->access.readers[i]);
+    free(cfg->access.readers);
+    for (size_t i = 0; i < cfg->access.n_controllers; i++)
+        free(cfg->access.controllers[i]);
+    free(cfg->access.controllers);
     free(cfg->path);
     free(cfg);
 }
@@ -1256,12 +1274,144 @@ oom:
     r->ctx.oom = true;
 }
 
+/* ---- xmpp: and access: ------------------------------------------------ */
+
+/* Moves a decoded string into the model (the raw side keeps NULL). */
+static char *take(char **s)
+{
+    char *v = *s;
+    *s = NULL;
+    return v;
+}
+
+/* "local@domain" with both parts non-empty, no resource, no spaces. */
+static bool bare_jid_ok(const char *s, bool domain_allowed)
+{
+    const char *at = strchr(s, '@');
+    if (strchr(s, '/') || strpbrk(s, " \t\r\n\"'<>&"))
+        return false;
+    if (!at)
+        return domain_allowed && s[0] != '\0';
+    return at != s && at[1] != '\0' && !strchr(at + 1, '@');
+}
+
+static const char *const sasl_names[] = {"SCRAM-SHA-256-PLUS",
+                                         "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
+                                         "SCRAM-SHA-1", "PLAIN"};
+
+static void resolve_xmpp(struct res *r)
+{
+    struct cfg__raw_xmpp *rx = r->raw->xmpp;
+    const struct cfg__schema *s = &cfg__schema_xmpp;
+    if (!rx || rx->hdr.broken)
+        return;
+    struct cfg_xmpp *x = &r->cfg->xmpp;
+    x->present = true;
+    x->mark = rx->hdr.mark;
+    if (rx->jid && !bare_jid_ok(rx->jid, false))
+        cfg__field_error(&r->ctx, s, rx, "jid",
+                         "'%.80s' is not a bare JID (user@domain, no "
+                         "resource)",
+                         rx->jid);
+    bool pw = cfg__has(s, rx, "password"),
+         pf = cfg__has(s, rx, "password_file");
+    if (pw && pf)
+        cfg__field_error(&r->ctx, s, rx, "password",
+                         "give password or password_file, not both");
+    else if (!pw && !pf)
+        cfg__field_error(&r->ctx, s, rx, NULL,
+                         "missing key 'password_file' (or 'password')");
+    const char *domain = rx->jid ? strchr(rx->jid, '@') : NULL;
+    if (rx->insecure_server && domain &&
+        strcasecmp(rx->insecure_server, domain + 1) != 0)
+        cfg__field_error(&r->ctx, s, rx, "insecure_server",
+                         "'%.80s' is not the JID's server '%.80s': "
+                         "verification can only be turned off for the "
+                         "server the gateway logs in to",
+                         rx->insecure_server, domain + 1);
+    unsigned mechs = 0;
+    for (size_t i = 0; i < rx->sasl_mechanisms.n; i++) {
+        const char *m = rx->sasl_mechanisms.items[i];
+        size_t k = 0;
+        while (k < 5 && strcmp(m, sasl_names[k]) != 0)
+            k++;
+        if (k == 5) {
+            cfg__field_error(&r->ctx, s, rx, "sasl_mechanisms",
+                             "unknown mechanism '%.40s' (expected "
+                             "SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, "
+                             "SCRAM-SHA-256, SCRAM-SHA-1 or PLAIN)",
+                             m);
+            continue;
+        }
+        if (k == 4 && !rx->allow_plain)
+            cfg__field_error(&r->ctx, s, rx, "sasl_mechanisms",
+                             "PLAIN is listed but allow_plain is false");
+        mechs |= 1u << k;
+    }
+    if (cfg__has(s, rx, "sasl_mechanisms") && rx->sasl_mechanisms.n == 0 &&
+        !cfg__is_bad(s, rx, "sasl_mechanisms"))
+        cfg__field_error(&r->ctx, s, rx, "sasl_mechanisms",
+                         "empty list: no way to log in");
+    if (rx->reconnect_min_ms > rx->reconnect_max_ms)
+        cfg__field_error(&r->ctx, s, rx, "reconnect_min",
+                         "larger than reconnect_max");
+    x->jid = take(&rx->jid);
+    x->password = take(&rx->password);
+    x->password_file = take(&rx->password_file);
+    x->resource = take(&rx->resource);
+    x->host = take(&rx->host);
+    x->port = (uint16_t)rx->port;
+    x->tls = rx->tls == 1 ? CFG_TLS_DIRECT : CFG_TLS_STARTTLS;
+    x->ca_file = take(&rx->ca_file);
+    x->insecure_server = take(&rx->insecure_server);
+    x->sasl_mechanisms = mechs;
+    x->allow_plain = rx->allow_plain;
+    x->keepalive_ms = rx->keepalive_ms;
+    x->ping_timeout_ms = rx->ping_timeout_ms;
+    x->reconnect_min_ms = rx->reconnect_min_ms;
+    x->reconnect_max_ms = rx->reconnect_max_ms;
+    x->stanza_max = (uint32_t)rx->stanza_max;
+    x->status = take(&rx->status);
+}
+
+static void access_list(struct res *r, struct cfg__raw_access *ra,
+                        const char *key, struct cfg__strlist *in, char ***out,
+                        size_t *n_out)
+{
+    const struct cfg__schema *s = &cfg__schema_access;
+    for (size_t i = 0; i < in->n; i++)
+        if (!bare_jid_ok(in->items[i], true))
+            cfg__field_error(&r->ctx, s, ra, key,
+                             "'%.80s' is neither a bare JID (user@domain) "
+                             "nor a domain",
+                             in->items[i]);
+    *out = in->items;
+    *n_out = in->n;
+    in->items = NULL;
+    in->n = 0;
+}
+
+static void resolve_access(struct res *r)
+{
+    struct cfg__raw_access *ra = r->raw->access;
+    if (!ra || ra->hdr.broken)
+        return;
+    struct cfg_access *a = &r->cfg->access;
+    a->mark = ra->hdr.mark;
+    access_list(r, ra, "readers", &ra->readers, &a->readers, &a->n_readers);
+    access_list(r, ra, "controllers", &ra->controllers, &a->controllers,
+                &a->n_controllers);
+    if (!r->raw->xmpp)
+        cfg__field_error(&r->ctx, &cfg__schema_root, r->raw, "access",
+                         "an access section without an xmpp section has no "
+                         "effect");
+}
+
 /* The sections' resolve hooks, run in this order after decoding (poll
  * groups and templates before the links that reference them). */
 static void (*const resolve_hooks[])(struct res *r) = {
-    resolve_poll_groups,
-    resolve_templates,
-    resolve_links,
+    resolve_poll_groups, resolve_templates, resolve_links,
+    resolve_xmpp,        resolve_access,
 };
 
 /* ---- entry points ---------------------------------------------------------

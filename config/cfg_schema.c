@@ -151,6 +151,50 @@ const struct cfg__schema cfg__schema_poll_group = {
     "a poll group", sizeof(struct cfg__raw_poll_group), poll_group_fields,
     sizeof(poll_group_fields) / sizeof(poll_group_fields[0])};
 
+static const char *const tls_mode_names[] = {"starttls", "direct", NULL};
+
+#define X struct cfg__raw_xmpp
+static const struct cfg__field xmpp_fields[] = {
+    {F(X, "jid", CFG__STRING, jid), .required = true},
+    {F(X, "password", CFG__STRING, password)},
+    {F(X, "password_file", CFG__STRING, password_file)},
+    {F(X, "resource", CFG__STRING, resource)},
+    {F(X, "host", CFG__STRING, host)},
+    {F(X, "port", CFG__UINT, port), .min = 1, .max = 65535},
+    {F(X, "tls", CFG__ENUM, tls), .names = tls_mode_names, .def = "starttls"},
+    {F(X, "ca_file", CFG__STRING, ca_file)},
+    {F(X, "insecure_server", CFG__STRING, insecure_server)},
+    {F(X, "sasl_mechanisms", CFG__STRLIST, sasl_mechanisms)},
+    {F(X, "allow_plain", CFG__BOOL, allow_plain), .def = "false"},
+    {F(X, "keepalive", CFG__DURATION, keepalive_ms), .min = 1000,
+     .max = 3600000, .def = "60s"},
+    {F(X, "ping_timeout", CFG__DURATION, ping_timeout_ms), .min = 1000,
+     .max = 600000, .def = "30s"},
+    {F(X, "reconnect_min", CFG__DURATION, reconnect_min_ms), .min = 100,
+     .max = 3600000, .def = "1s"},
+    {F(X, "reconnect_max", CFG__DURATION, reconnect_max_ms), .min = 1000,
+     .max = 86400000, .def = "5m"},
+    {F(X, "stanza_max", CFG__UINT, stanza_max), .min = 10000, .max = 16777216,
+     .def = "262144"},
+    {F(X, "status", CFG__STRING, status)},
+};
+#undef X
+
+const struct cfg__schema cfg__schema_xmpp = {
+    "the xmpp section", sizeof(struct cfg__raw_xmpp), xmpp_fields,
+    sizeof(xmpp_fields) / sizeof(xmpp_fields[0])};
+
+#define A struct cfg__raw_access
+static const struct cfg__field access_fields[] = {
+    {F(A, "readers", CFG__STRLIST, readers)},
+    {F(A, "controllers", CFG__STRLIST, controllers)},
+};
+#undef A
+
+const struct cfg__schema cfg__schema_access = {
+    "the access section", sizeof(struct cfg__raw_access), access_fields,
+    sizeof(access_fields) / sizeof(access_fields[0])};
+
 /* The top level: one entry a section. */
 #define R struct cfg__raw_root
 static const struct cfg__field root_fields[] = {
@@ -158,6 +202,8 @@ static const struct cfg__field root_fields[] = {
      .sub = &cfg__schema_poll_group},
     {F(R, "templates", CFG__LIST, templates), .sub = &cfg__schema_template},
     {F(R, "links", CFG__LIST, links), .sub = &cfg__schema_link},
+    {F(R, "xmpp", CFG__OBJECT, xmpp), .sub = &cfg__schema_xmpp},
+    {F(R, "access", CFG__OBJECT, access), .sub = &cfg__schema_access},
 };
 #undef R
 

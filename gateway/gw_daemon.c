@@ -12,6 +12,7 @@
 #include "gw_err.h"
 #include "gw_notify.h"
 #include "gw_store.h"
+#include "gw_xmpp.h"
 
 struct gw_daemon {
     uv_loop_t loop;
@@ -20,6 +21,7 @@ struct gw_daemon {
     struct cfg *cfg;
     struct gw_store store;
     struct gw_engine *eng;
+    struct gw_xmpp *xmpp;
     struct cfg *next_cfg; /* a validated map waiting to replace cfg */
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t watchdog;
@@ -84,6 +86,13 @@ static int start_engine(struct gw_daemon *d)
         for (size_t u = 0; u < d->cfg->links[l].n_units; u++)
             points += d->cfg->links[l].units[u].n_points;
     }
+    if (d->cfg->xmpp.present) {
+        rc = gw_xmpp_new(&d->loop, d->cfg, &d->store, d->eng, d->log, &d->xmpp);
+        if (rc == GW_OK)
+            rc = gw_xmpp_start(d->xmpp);
+        if (rc != GW_OK)
+            return rc;
+    }
     GW_LOG(d->log, GW_LOG_NOTICE, AREA,
            "polling %zu link(s), %zu unit(s), %zu point(s) from %s",
            d->cfg->n_links, units, points, d->cfg_path);
@@ -94,6 +103,31 @@ static int start_engine(struct gw_daemon *d)
 }
 
 static void close_all(struct gw_daemon *d);
+static void on_engine_closed(void *data);
+
+/* Takes the services down in reverse order of dependency: the XMPP side
+ * (it reads the store and drives the engine), then the engine. */
+static void services_down(struct gw_daemon *d);
+
+static void on_xmpp_closed(void *data)
+{
+    struct gw_daemon *d = data;
+    d->xmpp = NULL;
+    services_down(d);
+}
+
+static void services_down(struct gw_daemon *d)
+{
+    if (d->xmpp) {
+        gw_xmpp_free(d->xmpp, on_xmpp_closed, d);
+        return;
+    }
+    if (d->eng) {
+        gw_engine_free(d->eng, on_engine_closed, d);
+        return;
+    }
+    on_engine_closed(d);
+}
 
 static void on_engine_closed(void *data)
 {
@@ -114,7 +148,7 @@ static void on_engine_closed(void *data)
                gw_strerror(rc));
         d->exit_code = 1;
         d->stopping = true;
-        gw_engine_free(d->eng, on_engine_closed, d);
+        services_down(d);
         return;
     }
     gw_notify("READY=1");
@@ -138,10 +172,7 @@ static void stop(struct gw_daemon *d, const char *why)
     d->stopping = true;
     GW_LOG(d->log, GW_LOG_NOTICE, AREA, "stopping (%s)", why);
     gw_notify("STOPPING=1");
-    if (d->eng)
-        gw_engine_free(d->eng, on_engine_closed, d);
-    else
-        close_all(d);
+    services_down(d);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -174,7 +205,7 @@ static void on_signal(uv_signal_t *h, int signum)
     cfg_errors_close(&errs);
     GW_LOG(d->log, GW_LOG_NOTICE, AREA, "reloading %s", d->cfg_path);
     d->next_cfg = cfg;
-    gw_engine_free(d->eng, on_engine_closed, d);
+    services_down(d);
 }
 
 static void on_watchdog(uv_timer_t *t)

@@ -325,8 +325,14 @@ int xs_tls_read(struct xs_tls *t, void *buf, size_t cap, size_t *got)
             return GW_ECLOSED;
         }
         int g = (int)n;
-        if (g == GNUTLS_E_AGAIN || g == GNUTLS_E_INTERRUPTED)
+        if (g == GNUTLS_E_AGAIN || g == GNUTLS_E_INTERRUPTED) {
+            /* A post-handshake message (a TLS 1.3 session ticket) also
+             * ends in AGAIN while more records wait in our buffer. */
+            if (t->in_len > t->in_off ||
+                gnutls_record_check_pending(t->sess) > 0)
+                continue;
             return GW_EAGAIN;
+        }
         /* GNUTLS_E_REHANDSHAKE (TLS 1.2 HelloRequest) is not fatal: we
          * ignore it and the server decides; warning alerts likewise. */
         if (gnutls_error_is_fatal(g))
