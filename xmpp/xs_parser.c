@@ -37,6 +37,7 @@ struct xs_parser {
     size_t max_bytes;
     unsigned max_depth;
     unsigned max_attrs;
+    size_t max_names;
     char *content_ns;
 
     unsigned level;        /* open elements, the stream included */
@@ -440,6 +441,11 @@ static void on_start(void *ctx, const xmlChar *local, const xmlChar *prefix,
     struct xs_parser *p = ctx;
     if (p->stopped)
         return;
+    if (p->ctxt->dict && (size_t)xmlDictSize(p->ctxt->dict) > p->max_names) {
+        fail(p, GW_ELIMIT, "policy-violation",
+             "more than %zu distinct names in the stream", p->max_names);
+        return;
+    }
     if (p->level == 0) {
         stream_start(p, local, uri, nb_ns, nss, nb_attrs, attrs);
         return;
@@ -557,6 +563,7 @@ struct xs_parser *xs_parser_new(const struct xs_parser_cbs *cbs, void *data,
     p->max_bytes = XS_PARSER_MAX_STANZA_DEFAULT;
     p->max_depth = XS_PARSER_MAX_DEPTH_DEFAULT;
     p->max_attrs = XS_PARSER_MAX_ATTRS_DEFAULT;
+    p->max_names = XS_PARSER_MAX_NAMES_DEFAULT;
     if (opts) {
         if (opts->max_stanza_bytes)
             p->max_bytes = opts->max_stanza_bytes;
@@ -564,6 +571,8 @@ struct xs_parser *xs_parser_new(const struct xs_parser_cbs *cbs, void *data,
             p->max_depth = opts->max_depth;
         if (opts->max_attrs)
             p->max_attrs = opts->max_attrs;
+        if (opts->max_names)
+            p->max_names = opts->max_names;
         if (opts->content_ns) {
             p->content_ns = strdup(opts->content_ns);
             if (!p->content_ns) {

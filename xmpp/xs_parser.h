@@ -37,6 +37,9 @@
  * input is handed to libxml2 in pieces of at most 16 KiB so that memory
  * stays bounded however large a feed is.  Depth counts the stanza element
  * as 1.  Whitespace between stanzas (keepalives) is not counted.
+ * libxml2 interns every distinct name for the life of the stream; a stream
+ * of ever-new names would grow that without end, so their number is
+ * bounded too (max_names).
  *
  * Stream restart (after STARTTLS <proceed/> and SASL <success/>).  Call
  * xs_parser_reset: the next byte fed must begin a new stream (an XML
@@ -60,12 +63,16 @@
 #define XS_PARSER_MAX_DEPTH_DEFAULT 64u
 #define XS_PARSER_MAX_DEPTH_LIMIT 200u /* libxml2 stops at 256 */
 #define XS_PARSER_MAX_ATTRS_DEFAULT 64u
+#define XS_PARSER_MAX_NAMES_DEFAULT 10000u
 
 struct xs_parser_opts {
     size_t max_stanza_bytes; /* 0 = default; RFC 6120 13.12: >= 10000 */
     unsigned max_depth;      /* 0 = default; capped at ..._DEPTH_LIMIT */
     unsigned max_attrs;      /* attributes + xmlns declarations, per
                                 element; 0 = default */
+    size_t max_names;        /* distinct names (elements, attributes,
+                                prefixes, namespaces) per stream, which
+                                libxml2 keeps until the reset; 0 = default */
     const char *content_ns;  /* e.g. "jabber:client"; NULL = any (copied) */
 };
 

@@ -675,6 +675,41 @@ static void test_attr_count(void **state)
     rec_close(&r);
 }
 
+/* Ever-new names would grow libxml2's dictionary for the whole stream. */
+static void test_distinct_names(void **state)
+{
+    struct xs_parser_opts o = {.max_names = 1000};
+    struct rec r;
+    rec_init(&r, &o);
+    assert_int_equal(feed_str(&r, HDR), 0);
+    char in[128];
+    int rc = 0, i;
+    for (i = 0; i < 2000 && rc == 0; i++) {
+        snprintf(in, sizeof(in), "<e%d a%d='1'/>", i, i);
+        rc = feed_str(&r, in);
+    }
+    assert_int_equal(rc, GW_ELIMIT);
+    assert_string_equal(xs_parser_condition(r.p), "policy-violation");
+    assert_true(i > 450 && i <= 501); /* two names per stanza */
+    rec_close(&r);
+
+    /* The same names over and over are fine, and a reset starts afresh. */
+    rec_init(&r, &o);
+    assert_int_equal(feed_str(&r, HDR), 0);
+    for (i = 0; i < 5000; i++) {
+        snprintf(in, sizeof(in), "<e%d a%d='%d'/>", i % 300, i % 100, i);
+        assert_int_equal(feed_str(&r, in), 0);
+    }
+    xs_parser_reset(r.p);
+    assert_int_equal(feed_str(&r, HDR), 0);
+    for (i = 0; i < 400; i++) {
+        snprintf(in, sizeof(in), "<n%d/>", i);
+        assert_int_equal(feed_str(&r, in), 0);
+    }
+    assert_int_equal(r.nstanza, 5400);
+    rec_close(&r);
+}
+
 /* ---- reset, free and feed from callbacks ----------------------------------
  */
 
@@ -833,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_huge_stanza),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_attr_count),
+        cmocka_unit_test(test_distinct_names),
         cmocka_unit_test(test_reset_in_callback),
         cmocka_unit_test(test_reset_other_places),
         cmocka_unit_test(test_free_and_feed_in_callback),
