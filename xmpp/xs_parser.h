@@ -33,7 +33,9 @@
  * serialized (names twice, attributes, text after entity decoding, plus a
  * few bytes of markup per element and attribute), independent of how the
  * input is split.  In addition, bytes that libxml2 holds without having
- * parsed them yet (one huge start tag) may not exceed max_stanza_bytes;
+ * parsed them yet (one huge start tag) may not exceed max_stanza_bytes
+ * (this guard alone depends on the split: it can fire only while one tag
+ * longer than the limit is incomplete);
  * input is handed to libxml2 in pieces of at most 16 KiB so that memory
  * stays bounded however large a feed is.  Depth counts the stanza element
  * as 1.  Whitespace between stanzas (keepalives) is not counted.

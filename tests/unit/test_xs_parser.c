@@ -254,6 +254,46 @@ static void test_every_split(void **state)
     }
 }
 
+/* Failures are split-independent too: the same stanzas, then the same
+ * condition, for every split point.  (Only the guard on unparsed bytes
+ * depends on the split, and only while one tag longer than the limit is
+ * pending: the limit here is above every single tag.) */
+#define X50 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+static void test_every_split_errors(void **state)
+{
+    static const char *const inputs[] = {
+        HDR "<a>1</a><b x='&amp;'/><!-- c --><d/>",
+        HDR "<a/><b>&ent;</b>",
+        HDR "<a/><b><c></b></c>",
+        HDR "<a/><big>" X50 X50 X50 X50 X50 "</big>",
+        HDR "<a/><b><c><d><e><f/></e></d></c></b>",
+        "<?xml version='1.0'?><!DOCTYPE s [<!ENTITY a 'b'>]>" HDR,
+        HDR "<a/><?pi?>",
+        HDR "<a/><x:y/>",
+    };
+    struct xs_parser_opts o = {.max_stanza_bytes = 200, .max_depth = 4};
+    for (size_t t = 0; t < sizeof(inputs) / sizeof(inputs[0]); t++) {
+        const char *in = inputs[t];
+        size_t n = strlen(in);
+        struct rec whole;
+        rec_init(&whole, &o);
+        (void)xs_parser_feed(whole.p, in, n);
+        assert_int_equal(whole.nerror, 1);
+        for (size_t k = 0; k <= n; k++) {
+            struct rec r;
+            rec_init(&r, &o);
+            int rc = xs_parser_feed(r.p, in, k);
+            if (rc == 0)
+                (void)xs_parser_feed(r.p, in + k, n - k);
+            if (strcmp(rec_log(&r), rec_log(&whole)) != 0)
+                fail_msg("input %zu split at %zu gives:\n%s\ninstead of\n%s", t,
+                         k, rec_log(&r), rec_log(&whole));
+            rec_close(&r);
+        }
+        rec_close(&whole);
+    }
+}
+
 static void test_byte_by_byte(void **state)
 {
     struct rec r;
@@ -855,6 +895,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_events),
         cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_every_split_errors),
         cmocka_unit_test(test_byte_by_byte),
         cmocka_unit_test(test_stanza_ownership),
         cmocka_unit_test(test_no_callbacks),
