@@ -437,7 +437,7 @@ static double double_of(const struct ad_value *in)
 static int raw_integer(const struct cfg_point *p, const struct ad_value *in,
                        int64_t *sraw, uint64_t *uraw)
 {
-    struct int_range r;
+    struct int_range r = {false, 0, 0, 0};
     int_range_of(p->type, &r);
     if (unscaled(p) && in->kind == AD_VALUE_INT) {
         if (r.is_signed) {
@@ -644,7 +644,7 @@ static bool word_is(const char *s, size_t len, const char *word)
 static int value_of_int(const struct cfg_point *p, int64_t v,
                         struct ad_value *out)
 {
-    struct int_range r;
+    struct int_range r = {false, 0, 0, 0};
     if (p->type == CFG_TYPE_BOOL || p->type == CFG_TYPE_BIT) {
         if (v != 0 && v != 1)
             return GW_ERANGE;
@@ -731,7 +731,7 @@ static bool is_decimal(const char *s)
 static int parse_number(const struct cfg_point *p, const char *s,
                         struct ad_value *out)
 {
-    struct int_range r;
+    struct int_range r = {false, 0, 0, 0};
     bool exact = plain(p) && int_range_of(p->type, &r);
     bool neg;
     uint64_t mag;

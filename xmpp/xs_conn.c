@@ -365,8 +365,10 @@ static int send_serialized(struct xs_conn *c, char *data, size_t len,
 /* Sends a stanza during negotiation or when online, without queueing. */
 static int send_now(struct xs_conn *c, struct xs_stanza *st)
 {
-    char *data;
-    size_t len;
+    char *data = NULL;
+    size_t len = 0;
+    if (!st)
+        return GW_ENOMEM; /* a reply that could not be built */
     int rc = serialize(c, st, &data, &len);
     bool counted = is_counted(st);
     xs_stanza_free(st);
@@ -1714,8 +1716,8 @@ int xs_conn_send(struct xs_conn *c, struct xs_stanza *st)
         return GW_ENOMEM;
     if (c->state == ST_ONLINE)
         return send_now(c, st);
-    char *data;
-    size_t len;
+    char *data = NULL;
+    size_t len = 0;
     int rc = serialize(c, st, &data, &len);
     xs_stanza_free(st);
     if (rc != GW_OK)

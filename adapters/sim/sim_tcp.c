@@ -213,7 +213,7 @@ static void on_connection(uv_stream_t *server, int status)
 static int format_name(const struct sockaddr_storage *ss, char *name,
                        size_t cap)
 {
-    char host[64];
+    char host[46]; /* INET6_ADDRSTRLEN */
     int rc;
     if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;

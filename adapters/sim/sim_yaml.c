@@ -134,7 +134,7 @@ static int parse_wave(const struct loader *ld, const yaml_node_t *n,
             if (rc == GW_OK && !(w->step > 0))
                 return fail(ld, vn, "wave.step: must be above 0");
         } else if (strcmp(k, "seed") == 0) {
-            unsigned long s;
+            unsigned long s = 0;
             rc = get_uint(ld, vn, "wave.seed", ULONG_MAX, &s);
             w->state = s;
         } else {
@@ -393,7 +393,7 @@ static int parse_unit_body(const struct loader *ld, const yaml_node_t *n,
          rc == GW_OK && p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *kn = node_at(ld, p->key), *vn = node_at(ld, p->value);
         const char *k = scalar(kn);
-        unsigned long v;
+        unsigned long v = 0;
         bool b;
         int t = -1;
         for (int j = 0; j < SIM_N_TABLES; j++) {
