@@ -108,6 +108,95 @@ static void expect_one(const struct one *c)
 #define PT "          - name: p\n"
 #define KV "            " /* a point key's indentation: values at col 13 */
 
+/* ---- xmpp: and access: ----------------------------------------------------
+ */
+
+static void test_xmpp_access(void **state)
+{
+    (void)state;
+    static const char yaml[] = HEAD "xmpp:\n"
+                                    "  jid: gw@example.org\n"
+                                    "  password_file: pw\n"
+                                    "  tls: direct\n"
+                                    "  host: 127.0.0.1\n"
+                                    "  port: 5333\n"
+                                    "  insecure_server: EXAMPLE.org\n"
+                                    "  sasl_mechanisms: [SCRAM-SHA-1, PLAIN]\n"
+                                    "  allow_plain: true\n"
+                                    "  keepalive: 90s\n"
+                                    "  status: hello\n"
+                                    "access:\n"
+                                    "  readers: [a@example.org, example.net]\n"
+                                    "  controllers: [ops@example.org]\n";
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    struct cfg *cfg = NULL;
+    int rc = cfg_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, &errs);
+    if (rc != GW_OK)
+        dump_errors(&errs);
+    assert_int_equal(rc, GW_OK);
+    const struct cfg_xmpp *x = &cfg->xmpp;
+    assert_true(x->present);
+    assert_string_equal(x->jid, "gw@example.org");
+    assert_string_equal(x->password_file, "pw");
+    assert_null(x->password);
+    assert_int_equal(x->tls, CFG_TLS_DIRECT);
+    assert_string_equal(x->host, "127.0.0.1");
+    assert_int_equal(x->port, 5333);
+    assert_string_equal(x->insecure_server, "EXAMPLE.org");
+    assert_int_equal(x->sasl_mechanisms, CFG_SASL_SCRAM_SHA_1 | CFG_SASL_PLAIN);
+    assert_true(x->allow_plain);
+    assert_int_equal(x->keepalive_ms, 90000);
+    assert_int_equal(x->ping_timeout_ms, 30000);
+    assert_int_equal(x->reconnect_min_ms, 1000);
+    assert_int_equal(x->reconnect_max_ms, 300000);
+    assert_int_equal(x->stanza_max, 262144);
+    assert_string_equal(x->status, "hello");
+    assert_int_equal(cfg->access.n_readers, 2);
+    assert_string_equal(cfg->access.readers[1], "example.net");
+    assert_int_equal(cfg->access.n_controllers, 1);
+    assert_string_equal(cfg->access.controllers[0], "ops@example.org");
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+    /* Without the section: no session. */
+    cfg = NULL;
+    cfg_errors_init(&errs);
+    assert_int_equal(cfg_load_buffer("t.yaml", HEAD, strlen(HEAD), &cfg, &errs),
+                     GW_OK);
+    assert_false(cfg->xmpp.present);
+    assert_int_equal(cfg->access.n_readers, 0);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+#define XH HEAD "xmpp:\n  jid: gw@example.org\n"
+    static const struct one cases[] = {
+        {HEAD "xmpp:\n  jid: gw@example.org/r\n  password: x\n", 10, 8,
+         "xmpp.jid", "is not a bare JID"},
+        {XH "  password: x\n  password_file: f\n", 11, 13, "xmpp.password",
+         "not both"},
+        {XH, 10, 3, "xmpp", "missing key 'password_file'"},
+        {XH "  password: x\n  insecure_server: other.org\n", 12, 20,
+         "xmpp.insecure_server", "is not the JID's server"},
+        {XH "  password: x\n  sasl_mechanisms: [SCRAM-MD5]\n", 12, 20,
+         "xmpp.sasl_mechanisms", "unknown mechanism 'SCRAM-MD5'"},
+        {XH "  password: x\n  sasl_mechanisms: [PLAIN]\n", 12, 20,
+         "xmpp.sasl_mechanisms", "PLAIN is listed but allow_plain is false"},
+        {XH "  password: x\n  reconnect_min: 10m\n  reconnect_max: 1m\n", 12,
+         18, "xmpp.reconnect_min", "larger than reconnect_max"},
+        {XH "  password: x\n  tls: ssl\n", 12, 8, "xmpp.tls", "ssl"},
+        {XH "  password: x\n  stanza_max: 100\n", 12, 15, "xmpp.stanza_max",
+         "out of range"},
+        {XH "  password: x\naccess:\n  readers: [a/b]\n", 13, 12,
+         "access.readers", "neither a bare JID"},
+        {HEAD "access:\n  readers: [a@b.c]\n", 10, 3, "access",
+         "without an xmpp section"},
+    };
+#undef XH
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_one(&cases[i]);
+}
+
 /* ---- the full model ------------------------------------------------------ */
 
 static void test_full_model(void **state)
@@ -1251,6 +1340,7 @@ int main(void)
         cmocka_unit_test(test_errors_print),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_xmpp_access),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
