@@ -2,9 +2,7 @@
  * management, keepalive, routing and reconnection. */
 #include "xs_conn.h"
 
-#include <arpa/nameser.h>
 #include <netdb.h>
-#include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +13,7 @@
 #include "xs_jid.h"
 #include "xs_parser.h"
 #include "xs_sasl.h"
+#include "xs_srv.h"
 #include "xs_tls.h"
 
 #define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
@@ -1344,64 +1343,18 @@ static void try_candidate(struct xs_conn *c)
 }
 
 /* SRV lookup (RFC 6120 3.2.1, XEP-0368), on the thread pool. */
-static int parse_srv(const unsigned char *ans, int len, bool direct,
-                     struct candidate *out, size_t cap, size_t *n,
-                     uint16_t *prio)
-{
-    ns_msg msg;
-    if (ns_initparse(ans, len, &msg) != 0)
-        return GW_EPROTO;
-    int count = ns_msg_count(msg, ns_s_an);
-    for (int i = 0; i < count && *n < cap; i++) {
-        ns_rr rr;
-        if (ns_parserr(&msg, ns_s_an, i, &rr) != 0 ||
-            ns_rr_type(rr) != ns_t_srv || ns_rr_rdlen(rr) < 7)
-            continue;
-        const unsigned char *rd = ns_rr_rdata(rr);
-        struct candidate *k = &out[*n];
-        prio[*n] = (uint16_t)ns_get16(rd);
-        k->port = (uint16_t)ns_get16(rd + 4);
-        k->direct = direct;
-        if (dn_expand(ns_msg_base(msg), ns_msg_end(msg), rd + 6, k->host,
-                      (int)sizeof(k->host)) < 0)
-            continue;
-        if (strcmp(k->host, ".") == 0 || k->host[0] == '\0')
-            continue; /* "no service" */
-        (*n)++;
-    }
-    return GW_OK;
-}
-
 static void srv_work(uv_work_t *req)
 {
     struct srv_work *w = req->data;
-    unsigned char ans[4096];
-    uint16_t prio[MAX_CANDIDATES];
-    static const char *const names[2] = {"_xmpps-client._tcp.",
-                                         "_xmpp-client._tcp."};
-    for (int d = 0; d < 2; d++) {
-        char q[1100];
-        snprintf(q, sizeof(q), "%s%s", names[d], w->domain);
-        struct __res_state rs;
-        memset(&rs, 0, sizeof(rs));
-        if (res_ninit(&rs) != 0)
-            continue;
-        int len = res_nquery(&rs, q, ns_c_in, ns_t_srv, ans, sizeof(ans));
-        res_nclose(&rs);
-        if (len > 0)
-            parse_srv(ans, len, d == 0, w->cands, MAX_CANDIDATES, &w->n, prio);
+    struct xs_srv_target t[MAX_CANDIDATES];
+    size_t n = 0;
+    xs_srv_lookup(w->domain, t, MAX_CANDIDATES, &n);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w->cands[i].host, t[i].host, sizeof(w->cands[i].host));
+        w->cands[i].port = t[i].port;
+        w->cands[i].direct = t[i].direct_tls;
     }
-    /* Stable sort by priority: both sets mixed as one. */
-    for (size_t i = 1; i < w->n; i++) {
-        for (size_t j = i; j > 0 && prio[j] < prio[j - 1]; j--) {
-            struct candidate t = w->cands[j];
-            w->cands[j] = w->cands[j - 1];
-            w->cands[j - 1] = t;
-            uint16_t p = prio[j];
-            prio[j] = prio[j - 1];
-            prio[j - 1] = p;
-        }
-    }
+    w->n = n;
 }
 
 static void srv_done(uv_work_t *req, int status)
