@@ -717,6 +717,37 @@ static void test_drain_pending(void **state)
     pair_close(&pr);
 }
 
+/* TLS 1.3 session tickets arriving with application data in one feed: the
+ * ticket makes gnutls_record_recv return AGAIN, yet the data after it must
+ * be read in the same call (Prosody sends tickets right before the stream
+ * header; a client that stops at AGAIN waits forever). */
+static void test_tickets_before_data(void **state)
+{
+    struct pair pr;
+    struct opts o = {0};
+    gnutls_datum_t key = {NULL, 0};
+    pair_init(&pr, *state, &o);
+    assert_int_equal(gnutls_session_ticket_key_generate(&key), 0);
+    assert_int_equal(gnutls_session_ticket_enable_server(pr.s, &key), 0);
+    handshake_ok(&pr);
+    if (gnutls_protocol_get_version(pr.s) != GNUTLS_TLS1_3) {
+        gnutls_free(key.data);
+        pair_close(&pr);
+        skip();
+    }
+    assert_int_equal(gnutls_session_ticket_send(pr.s, 2, 0), 0);
+    assert_int_equal(gnutls_record_send(pr.s, "hello", 5), 5);
+    assert_true(pump_wires(&pr) > 0);
+    uint8_t buf[16];
+    size_t got = 0;
+    assert_int_equal(xs_tls_read(pr.c, buf, sizeof(buf), &got), 0);
+    assert_int_equal(got, 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(xs_tls_read(pr.c, buf, sizeof(buf), &got), GW_EAGAIN);
+    gnutls_free(key.data);
+    pair_close(&pr);
+}
+
 static void test_alpn(void **state)
 {
     struct pair pr;
@@ -829,6 +860,7 @@ int main(void)
         cmocka_unit_test(test_verify_off),
         cmocka_unit_test(test_one_byte_chunks),
         cmocka_unit_test(test_close_notify),
+        cmocka_unit_test(test_tickets_before_data),
         cmocka_unit_test(test_drain_pending),
         cmocka_unit_test(test_alpn),
         cmocka_unit_test(test_limits_and_output_failure),
