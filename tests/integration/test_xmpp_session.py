@@ -239,6 +239,9 @@ def run(srv, work, sim_port):
         d.wait_for(r"offline \(")
         srv.start()
         d.wait_for(r"online as gateway@", count=2, timeout=30)
+        # The new server does not know the old session: XEP-0198 resume is
+        # refused and a new session is bound (no re-authentication loop).
+        d.wait_for(r"stream resumption refused; binding a new session")
 
         step("silent server (SIGSTOP): the keepalive ping detects it")
         srv.pause()
@@ -248,6 +251,8 @@ def run(srv, work, sim_port):
         finally:
             srv.resume()
         d.wait_for(r"online as gateway@", count=3, timeout=30)
+        # The same Prosody kept the session: it is resumed (XEP-0198).
+        d.wait_for(r"online as gateway@.*, resumed\)")
         assert d.stop() == 0, "fieldgate run did not exit 0 on SIGTERM"
         assert "closing the session" in d.text()
     finally:
