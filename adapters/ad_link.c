@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/select.h>
+#include <stdlib.h>
 #include <time.h>
 
+#include "ad_rtu_tcp.h"
 #include "gw_err.h"
 
 #define BACKOFF_MIN_MS 250u
@@ -87,12 +89,6 @@ int ad_link_init(struct ad_link *link, uv_loop_t *loop,
     memset(link, 0, sizeof(*link));
     link->cfg = cfg;
     link->log = log;
-    if (cfg->type == CFG_LINK_RTU_OVER_TCP) {
-        GW_LOG(log, GW_LOG_ERROR, "modbus",
-               "link %s: rtu-over-tcp is not supported by this build",
-               cfg->name);
-        return GW_EUNSUPPORTED;
-    }
     link->rng =
         (uint64_t)(uintptr_t)link ^ (uint64_t)mono_us() ^ 0x9E3779B97F4A7C15ull;
     if (pthread_mutex_init(&link->mu, NULL) != 0)
@@ -113,14 +109,124 @@ int ad_link_init(struct ad_link *link, uv_loop_t *loop,
 
 /* ---- worker side ------------------------------------------------------ */
 
+/* The bus: link->mb is a modbus_t, or on rtu-over-tcp links (which
+ * libmodbus 3.1.6 has no backend for) a struct ad_rtu_tcp.  Both report
+ * errors the libmodbus way (-1 and errno), so classify() serves both. */
+static bool rtcp(const struct ad_link *link)
+{
+    return link->cfg->type == CFG_LINK_RTU_OVER_TCP;
+}
+
+static int bus_read_bits(struct ad_link *link, uint8_t fc, uint16_t addr,
+                         uint16_t n, uint8_t *dest)
+{
+    if (rtcp(link))
+        return fc == 1 ? ad_rtu_tcp_read_bits(link->mb, addr, n, dest)
+                       : ad_rtu_tcp_read_input_bits(link->mb, addr, n, dest);
+    return fc == 1 ? modbus_read_bits(link->mb, addr, n, dest)
+                   : modbus_read_input_bits(link->mb, addr, n, dest);
+}
+
+static int bus_read_registers(struct ad_link *link, uint8_t fc, uint16_t addr,
+                              uint16_t n, uint16_t *dest)
+{
+    if (rtcp(link))
+        return fc == 3
+                   ? ad_rtu_tcp_read_registers(link->mb, addr, n, dest)
+                   : ad_rtu_tcp_read_input_registers(link->mb, addr, n, dest);
+    return fc == 3 ? modbus_read_registers(link->mb, addr, n, dest)
+                   : modbus_read_input_registers(link->mb, addr, n, dest);
+}
+
+static int bus_write_bit(struct ad_link *link, uint16_t addr, int on)
+{
+    return rtcp(link) ? ad_rtu_tcp_write_bit(link->mb, addr, on)
+                      : modbus_write_bit(link->mb, addr, on);
+}
+
+static int bus_write_bits(struct ad_link *link, uint16_t addr, uint16_t n,
+                          const uint8_t *bits)
+{
+    return rtcp(link) ? ad_rtu_tcp_write_bits(link->mb, addr, n, bits)
+                      : modbus_write_bits(link->mb, addr, n, bits);
+}
+
+static int bus_write_register(struct ad_link *link, uint16_t addr,
+                              uint16_t value)
+{
+    return rtcp(link) ? ad_rtu_tcp_write_register(link->mb, addr, value)
+                      : modbus_write_register(link->mb, addr, value);
+}
+
+static int bus_write_registers(struct ad_link *link, uint16_t addr, uint16_t n,
+                               const uint16_t *regs)
+{
+    return rtcp(link) ? ad_rtu_tcp_write_registers(link->mb, addr, n, regs)
+                      : modbus_write_registers(link->mb, addr, n, regs);
+}
+
+/* Unit id and response timeout of the next transactions. */
+static int bus_setup(struct ad_link *link, uint8_t unit, uint32_t timeout_ms)
+{
+    if (rtcp(link)) {
+        struct ad_rtu_tcp *c = link->mb;
+        c->unit = unit;
+        c->timeout_ms = timeout_ms;
+        return 0;
+    }
+    if (modbus_set_slave(link->mb, unit) != 0)
+        return -1;
+    modbus_set_response_timeout(link->mb, timeout_ms / 1000,
+                                (timeout_ms % 1000) * 1000);
+    return 0;
+}
+
+static void bus_flush(struct ad_link *link)
+{
+    if (rtcp(link))
+        ad_rtu_tcp_flush(link->mb);
+    else
+        modbus_flush(link->mb);
+}
+
+static void bus_free(struct ad_link *link)
+{
+    if (rtcp(link)) {
+        ad_rtu_tcp_close(link->mb);
+        free(link->mb);
+    } else {
+        modbus_close(link->mb);
+        modbus_free(link->mb);
+    }
+    link->mb = NULL;
+}
+
+/* Connects an rtu-over-tcp link; the link's timeout bounds the connect. */
+static int connect_rtu_tcp(struct ad_link *link)
+{
+    const struct cfg_link *c = link->cfg;
+    struct ad_rtu_tcp *rt = malloc(sizeof(*rt));
+    if (!rt)
+        return GW_ENOMEM;
+    ad_rtu_tcp_init(rt);
+    if (ad_rtu_tcp_connect(rt, c->host, c->port, c->timeout_ms) != 0) {
+        int e = errno;
+        if (!link->next_connect_us || link->connected)
+            GW_LOG(link->log, GW_LOG_WARN, "modbus",
+                   "link %s: cannot connect: %s", c->name, modbus_strerror(e));
+        free(rt);
+        return GW_EDISCONNECTED;
+    }
+    link->mb = rt;
+    return GW_OK;
+}
+
 /* Closes the connection; lost says whether that is a failure to log. */
 static void disconnect(struct ad_link *link, bool lost)
 {
     if (!link->mb)
         return;
-    modbus_close(link->mb);
-    modbus_free(link->mb);
-    link->mb = NULL;
+    bus_free(link);
     if (link->connected && lost)
         GW_LOG(link->log, GW_LOG_WARN, "modbus", "link %s: disconnected",
                link->cfg->name);
@@ -143,7 +249,8 @@ static void schedule_reconnect(struct ad_link *link)
     link->next_connect_us = mono_us() + wait_us;
 }
 
-static int try_connect(struct ad_link *link)
+/* Connects a tcp or rtu link through libmodbus. */
+static int connect_libmodbus(struct ad_link *link)
 {
     const struct cfg_link *c = link->cfg;
     modbus_t *mb = NULL;
@@ -191,6 +298,15 @@ static int try_connect(struct ad_link *link)
         return GW_EUNSUPPORTED;
     }
     link->mb = mb;
+    return GW_OK;
+}
+
+static int try_connect(struct ad_link *link)
+{
+    const struct cfg_link *c = link->cfg;
+    int rc = rtcp(link) ? connect_rtu_tcp(link) : connect_libmodbus(link);
+    if (rc != GW_OK)
+        return rc;
     link->connected = true;
     link->backoff_ms = 0;
     link->next_connect_us = 0;
@@ -234,7 +350,9 @@ static int classify(int e, uint8_t *exception)
 
 /* Waits out the inter-frame silence (RTU), the turnaround guard after a
  * broadcast (no unit answers it, so the units need time to act before the
- * next frame) and the link's request delay. */
+ * next frame) and the link's request delay.  An rtu-over-tcp link has no
+ * baud rate in the map: the remote gateway frames the serial side, and only
+ * the link's `delay` (and `turnaround`) spaces its requests. */
 static void pace(struct ad_link *link)
 {
     int64_t gap = (int64_t)link->cfg->delay_ms * 1000;
@@ -249,47 +367,43 @@ static void pace(struct ad_link *link)
 /* One attempt of one io.  Returns 0 or -1 with errno set by libmodbus. */
 static int transact(struct ad_link *link, struct ad_io *io)
 {
-    modbus_t *mb = link->mb;
     uint8_t bits[CFG_MAX_READ_BITS];
     int n = -1;
     switch (io->op) {
     case AD_IO_READ:
         if (io->fc == 1 || io->fc == 2) {
-            n = io->fc == 1
-                    ? modbus_read_bits(mb, io->start, io->count, bits)
-                    : modbus_read_input_bits(mb, io->start, io->count, bits);
+            n = bus_read_bits(link, io->fc, io->start, io->count, bits);
             if (n >= 0)
                 for (uint16_t i = 0; i < io->count; i++)
                     io->data[i] = bits[i] ? 1 : 0;
-        } else if (io->fc == 3) {
-            n = modbus_read_registers(mb, io->start, io->count, io->data);
         } else {
-            n = modbus_read_input_registers(mb, io->start, io->count, io->data);
+            n = bus_read_registers(link, io->fc, io->start, io->count,
+                                   io->data);
         }
         break;
     case AD_IO_WRITE:
         if (io->fc == 5) {
-            n = modbus_write_bit(mb, io->start, io->data[0] ? 1 : 0);
+            n = bus_write_bit(link, io->start, io->data[0] ? 1 : 0);
         } else if (io->fc == 15) {
             for (uint16_t i = 0; i < io->count; i++)
                 bits[i] = io->data[i] ? 1 : 0;
-            n = modbus_write_bits(mb, io->start, io->count, bits);
+            n = bus_write_bits(link, io->start, io->count, bits);
         } else if (io->fc == 6) {
-            n = modbus_write_register(mb, io->start, io->data[0]);
+            n = bus_write_register(link, io->start, io->data[0]);
         } else {
-            n = modbus_write_registers(mb, io->start, io->count, io->data);
+            n = bus_write_registers(link, io->start, io->count, io->data);
         }
         break;
     case AD_IO_WRITE_BIT: {
         uint16_t reg;
-        n = modbus_read_registers(mb, io->start, 1, &reg);
+        n = bus_read_registers(link, 3, io->start, 1, &reg);
         if (n < 0)
             break;
         uint16_t mask = (uint16_t)(1u << io->bit);
         reg = io->data[0] ? (uint16_t)(reg | mask) : (uint16_t)(reg & ~mask);
         link->last_frame_end_us = mono_us();
         pace(link);
-        n = modbus_write_register(mb, io->start, reg);
+        n = bus_write_register(link, io->start, reg);
         io->data[0] = reg; /* what was written, for verification */
         break;
     }
@@ -307,8 +421,8 @@ static int verify(struct ad_link *link, struct ad_io *io)
         count = 1;
     link->last_frame_end_us = mono_us();
     pace(link);
-    int n = coil ? modbus_read_bits(link->mb, io->start, count, bits)
-                 : modbus_read_registers(link->mb, io->start, count, back);
+    int n = coil ? bus_read_bits(link, 1, io->start, count, bits)
+                 : bus_read_registers(link, 3, io->start, count, back);
     if (n < 0)
         return -1;
     for (uint16_t i = 0; i < count; i++) {
@@ -329,12 +443,11 @@ static void run_io(struct ad_link *link, struct ad_io *io)
         io->rc = GW_EDISCONNECTED;
         return;
     }
-    if (modbus_set_slave(link->mb, io->unit_id) != 0) {
+    uint32_t t = io->timeout_ms ? io->timeout_ms : link->cfg->timeout_ms;
+    if (bus_setup(link, io->unit_id, t) != 0) {
         io->rc = GW_EINVAL;
         return;
     }
-    uint32_t t = io->timeout_ms ? io->timeout_ms : link->cfg->timeout_ms;
-    modbus_set_response_timeout(link->mb, t / 1000, (t % 1000) * 1000);
     for (uint32_t attempt = 0; attempt <= io->retries; attempt++) {
         pace(link);
         int64_t t0 = mono_us();
@@ -374,12 +487,11 @@ static void run_io(struct ad_link *link, struct ad_io *io)
             /* Reconnect at once for the retry, then back off. */
             if (ensure_connected(link) != GW_OK)
                 return;
-            modbus_set_slave(link->mb, io->unit_id);
-            modbus_set_response_timeout(link->mb, t / 1000, (t % 1000) * 1000);
+            bus_setup(link, io->unit_id, t);
             continue;
         }
         /* Timeout or garbled reply: drop whatever is still in flight. */
-        modbus_flush(link->mb);
+        bus_flush(link);
     }
 }
 

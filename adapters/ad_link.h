@@ -89,7 +89,7 @@ struct ad_link {
     bool started;
     void (*closed_cb)(struct ad_link *link);
     /* Worker-only state. */
-    void *mb; /* modbus_t * */
+    void *mb; /* modbus_t *, or struct ad_rtu_tcp * (rtu-over-tcp) */
     bool connected;
     uint32_t backoff_ms;
     int64_t next_connect_us;   /* monotonic */
