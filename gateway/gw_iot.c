@@ -929,6 +929,31 @@ static bool unit_needs_read(const struct gw_iot *iot,
     return false;
 }
 
+/* Served from the store: the unit's communication failure (offline, or
+ * every wanted point's last attempt timed out or found the link down), or
+ * 0. */
+static int unit_comm_error(const struct gw_iot *iot,
+                           const struct gw_iot_node *n,
+                           const struct gw_iot_filter *flt)
+{
+    if (!want_type(flt, GW_IOT_T_MOMENTARY))
+        return 0;
+    const struct cfg_unit *cu = node_unit(iot, n);
+    const struct gw_unit_state *us = &iot->store->links[n->link].units[n->unit];
+    if (us->status == GW_UNIT_OFFLINE)
+        return us->last_err ? us->last_err : GW_ETIMEOUT;
+    int err = 0;
+    for (size_t i = 0; i < cu->n_points; i++) {
+        if (!want_name(flt, cu->points[i].name))
+            continue;
+        const struct gw_point_state *ps = &us->points[i];
+        if (ps->quality != GW_Q_TIMEOUT && ps->quality != GW_Q_DISCONNECTED)
+            return 0;
+        err = ps->err ? ps->err : GW_ETIMEOUT;
+    }
+    return err;
+}
+
 static void fail_text(const struct gw_iot *iot, const struct gw_iot_node *n,
                       int rc, char *buf, size_t cap)
 {
@@ -1052,12 +1077,10 @@ int gw_iot_readout_start(struct gw_iot *iot, const size_t *nodes,
         if (n->kind != GW_IOT_UNIT)
             continue;
         if (!unit_needs_read(iot, n, &ro->flt, now)) {
-            const struct gw_unit_state *us =
-                &iot->store->links[n->link].units[n->unit];
-            if (us->status == GW_UNIT_OFFLINE &&
-                want_type(&ro->flt, GW_IOT_T_MOMENTARY)) {
-                rn->err = us->last_err ? us->last_err : GW_ETIMEOUT;
-                fail_text(iot, n, rn->err, rn->text, sizeof(rn->text));
+            int err = unit_comm_error(iot, n, &ro->flt);
+            if (err) {
+                rn->err = err;
+                fail_text(iot, n, err, rn->text, sizeof(rn->text));
             }
             continue;
         }

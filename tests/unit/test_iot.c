@@ -440,6 +440,27 @@ static void test_readout_cache(void **state)
     assert_non_null(strstr(text, "m2"));
     gw_iot_readout_free(ro);
 
+    /* m2's last poll timed out just now: fresh, but a failure. */
+    size_t m2 = node_of(f, "m2");
+    for (size_t p = 0; p < 2; p++)
+        gw_store_set_error(&f->store, 0, 1, p, GW_Q_TIMEOUT, GW_ETIMEOUT, 0,
+                           now);
+    assert_int_equal(
+        gw_iot_readout_start(f->iot, &m2, 1, &flt, NULL, NULL, &ro, &pending),
+        0);
+    assert_false(pending);
+    gw_iot_readout_node(ro, 0, &err, &text);
+    assert_int_equal(err, GW_ETIMEOUT);
+    gw_iot_readout_free(ro);
+    /* One point answering is enough: no failure. */
+    set_double(f, 0, 1, 0, 3.0, now);
+    assert_int_equal(
+        gw_iot_readout_start(f->iot, &m2, 1, &flt, NULL, NULL, &ro, &pending),
+        0);
+    gw_iot_readout_node(ro, 0, &err, &text);
+    assert_int_equal(err, 0);
+    gw_iot_readout_free(ro);
+
     /* All nodes. */
     assert_int_equal(
         gw_iot_readout_start(f->iot, NULL, 0, NULL, NULL, NULL, &ro, &pending),
