@@ -32,31 +32,6 @@ static void value_clear(struct ad_value *v)
 
 /* ---- types ------------------------------------------------------------ */
 
-/* Bytes of a fixed-size numeric type; 0 for bool, bit and string. */
-static unsigned type_bytes(enum cfg_type t)
-{
-    switch (t) {
-    case CFG_TYPE_INT16:
-    case CFG_TYPE_UINT16:
-    case CFG_TYPE_BCD16:
-        return 2;
-    case CFG_TYPE_INT32:
-    case CFG_TYPE_UINT32:
-    case CFG_TYPE_FLOAT32:
-    case CFG_TYPE_BCD32:
-        return 4;
-    case CFG_TYPE_INT64:
-    case CFG_TYPE_UINT64:
-    case CFG_TYPE_FLOAT64:
-        return 8;
-    case CFG_TYPE_BOOL:
-    case CFG_TYPE_BIT:
-    case CFG_TYPE_STRING:
-        break;
-    }
-    return 0;
-}
-
 static bool is_float(enum cfg_type t)
 {
     return t == CFG_TYPE_FLOAT32 || t == CFG_TYPE_FLOAT64;
@@ -326,7 +301,7 @@ int ad_decode_registers(const struct cfg_point *p, const uint16_t *regs,
         return GW_OK;
     }
 
-    unsigned nbytes = type_bytes(p->type);
+    unsigned nbytes = (unsigned)cfg_type_bytes(p->type);
     uint8_t sig[8];
     if (nbytes == 0 || n < nbytes / 2 || !scaling_ok(p))
         return GW_EINVAL;
@@ -551,7 +526,7 @@ int ad_encode_registers(const struct cfg_point *p, const struct ad_value *in,
         return GW_OK;
     }
 
-    unsigned nbytes = type_bytes(p->type);
+    unsigned nbytes = (unsigned)cfg_type_bytes(p->type);
     uint8_t sig[8];
     if (nbytes == 0 || cap < nbytes / 2 || !scaling_ok(p))
         return GW_EINVAL;
@@ -841,7 +816,7 @@ int ad_value_parse(const struct cfg_point *p, const char *text,
         out->v.b = yes;
         return GW_OK;
     }
-    if (type_bytes(p->type) == 0)
+    if (cfg_type_bytes(p->type) == 0)
         return GW_EPARSE;
 
     char buf[NUMBER_TEXT_MAX];

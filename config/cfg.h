@@ -264,6 +264,10 @@ const char *cfg_type_name(enum cfg_type t);   /* "float32" ... */
 const char *cfg_link_type_name(enum cfg_link_type t);
 const char *cfg_parity_name(enum cfg_parity p);
 
+/* Bytes of a fixed-size numeric value (2, 4 or 8: what a byte order
+ * string describes); 0 for bool, bit and string. */
+size_t cfg_type_bytes(enum cfg_type t);
+
 /* Registers (or bits, for coil/discrete) a value of this type occupies;
  * for strings the caller passes the length in registers. */
 uint16_t cfg_type_count(enum cfg_type t, uint16_t string_len);

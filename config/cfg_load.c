@@ -188,7 +188,7 @@ uint16_t cfg_type_count(enum cfg_type t, uint16_t string_len)
 }
 
 /* Bytes of the value that `order` describes; 0 when no order applies. */
-static size_t type_width(enum cfg_type t)
+size_t cfg_type_bytes(enum cfg_type t)
 {
     switch (t) {
     case CFG_TYPE_INT16:
@@ -586,7 +586,7 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
     }
 
     /* byte order */
-    size_t width = type_width(t);
+    size_t width = cfg_type_bytes(t);
     if (cfg__has(PS, rp, "order") && !cfg__is_bad(PS, rp, "order")) {
         const char *o = rp->order;
         size_t len = strlen(o);

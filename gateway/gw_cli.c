@@ -1,6 +1,7 @@
 /* gw_cli.c - subcommand dispatch for the fieldgate binary. */
 #include "gw_cli.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,45 @@ static void usage(FILE *out)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'fieldgate COMMAND --help' describes a command's "
                  "options.\n");
+}
+
+int gw_cli_map_options(int argc, char **argv, const char *cmd,
+                       void (*print_usage)(FILE *out), const char **path,
+                       bool *json)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    *path = NULL;
+    *json = false;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            *path = optarg;
+            break;
+        case 'j':
+            *json = true;
+            break;
+        case 'h':
+            print_usage(stdout);
+            return 0;
+        default:
+            print_usage(stderr);
+            return 2;
+        }
+    }
+    if (!*path || optind != argc) {
+        if (optind != argc)
+            fprintf(stderr, "fieldgate %s: unexpected argument '%s'\n", cmd,
+                    argv[optind]);
+        print_usage(stderr);
+        return 2;
+    }
+    return -1;
 }
 
 int gw_cli_main(int argc, char **argv)

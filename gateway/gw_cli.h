@@ -6,7 +6,16 @@
 #ifndef GW_CLI_H
 #define GW_CLI_H
 
+#include <stdbool.h>
+#include <stdio.h>
+
 int gw_cli_main(int argc, char **argv);
+
+/* The options of commands that take just a map: -c FILE, --json, --help
+ * and no operands.  Returns -1 when the command should go on, else the
+ * exit status (0 after --help, 2 for a usage error). */
+int gw_cli_map_options(int argc, char **argv, const char *cmd,
+                       void (*usage)(FILE *out), const char **path, bool *json);
 
 int gw_cmd_check(int argc, char **argv); /* gw_cmd_check.c */
 int gw_cmd_plan(int argc, char **argv);  /* gw_cmd_plan.c */

@@ -246,38 +246,11 @@ static void print_json_errors(const struct cfg_errors *errs, const char *path,
 
 int gw_cmd_check(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *path = NULL;
-    bool json = false;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!path || optind != argc) {
-        if (optind != argc)
-            fprintf(stderr, "fieldgate check: unexpected argument '%s'\n",
-                    argv[optind]);
-        usage(stderr);
-        return 2;
-    }
+    const char *path;
+    bool json;
+    int st = gw_cli_map_options(argc, argv, "check", usage, &path, &json);
+    if (st >= 0)
+        return st;
     struct cfg_errors errs;
     cfg_errors_init(&errs);
     struct cfg *cfg = NULL;

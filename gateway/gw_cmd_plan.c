@@ -339,35 +339,11 @@ static void print_json(const struct plan_set *s)
 
 int gw_cmd_plan(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *path = NULL;
-    bool json = false;
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            plan_usage(stdout);
-            return 0;
-        default:
-            plan_usage(stderr);
-            return 2;
-        }
-    }
-    if (!path || optind != argc) {
-        plan_usage(stderr);
-        return 2;
-    }
+    const char *path;
+    bool json;
+    int st = gw_cli_map_options(argc, argv, "plan", plan_usage, &path, &json);
+    if (st >= 0)
+        return st;
     struct cfg *cfg = NULL;
     struct plan_set set = {0};
     int rc = 1;
