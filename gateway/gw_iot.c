@@ -556,19 +556,25 @@ bool gw_iot_node_message(const struct gw_iot *iot, size_t node,
     if (n->kind != GW_IOT_UNIT)
         return false;
     const struct gw_unit_state *us = &iot->store->links[n->link].units[n->unit];
-    if (us->status == GW_UNIT_ONLINE || us->status == GW_UNIT_UNKNOWN ||
-        !us->last_err)
+    if (us->status == GW_UNIT_ONLINE || us->status == GW_UNIT_UNKNOWN)
         return false;
     out->error = us->status == GW_UNIT_OFFLINE;
     out->ts_ms = us->last_change_ms;
     const struct cfg_unit *cu = node_unit(iot, n);
-    if (us->last_err == GW_EMBEXC)
+    if (!us->last_err && !iot->store->links[n->link].connected)
+        snprintf(out->text, sizeof(out->text),
+                 "unit %s (id %u): link %s is not connected", cu->name, cu->id,
+                 iot->cfg->links[n->link].name);
+    else if (us->last_err == GW_EMBEXC)
         snprintf(out->text, sizeof(out->text),
                  "unit %s (id %u): Modbus exception %u", cu->name, cu->id,
                  us->last_exception);
-    else
+    else if (us->last_err)
         snprintf(out->text, sizeof(out->text), "unit %s (id %u): %s", cu->name,
                  cu->id, gw_strerror(us->last_err));
+    else
+        snprintf(out->text, sizeof(out->text), "unit %s (id %u): %s", cu->name,
+                 cu->id, gw_unit_status_name(us->status));
     return true;
 }
 

@@ -641,6 +641,12 @@ static void test_params_messages_commands(void **state)
     assert_int_equal(gw_iot_node_params(f->iot, m2, ps, 2), 2);
     struct gw_iot_message m;
     assert_false(gw_iot_node_message(f->iot, m2, &m));
+    /* Offline with no error of its own: the link is down. */
+    gw_store_set_unit_status(&f->store, 0, 1, GW_UNIT_OFFLINE, 4);
+    assert_true(gw_iot_node_message(f->iot, m2, &m));
+    assert_string_equal(m.text, "unit m2 (id 2): link plant is not connected");
+    gw_store_set_unit_status(&f->store, 0, 1, GW_UNIT_ONLINE, 4);
+    assert_false(gw_iot_node_message(f->iot, m2, &m));
     f->store.links[0].units[1].last_err = GW_ETIMEOUT;
     gw_store_set_unit_status(&f->store, 0, 1, GW_UNIT_OFFLINE, 5);
     assert_true(gw_iot_node_message(f->iot, m2, &m));
