@@ -1245,6 +1245,10 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     c->state = ST_NEGOTIATING;
+    /* Stanzas are small and often sent back to back (an iq result, then a
+     * message): without TCP_NODELAY, Nagle + the peer's delayed ACK hold
+     * the second one ~40 ms. */
+    uv_tcp_nodelay(&c->tcp, 1);
     c->attempt_start = now_ms(c);
     c->last_rx = c->attempt_start;
     struct xs_parser_opts po = {.max_stanza_bytes = c->stanza_max,
