@@ -129,17 +129,18 @@ class IotEnv:
     more units on link plant (bench: 100 units); sim_units: --units list."""
 
     def __init__(self, extra_units="", sim_units="1-3", interval="1s",
-                 gw_log_level=None):
+                 gw_log_level=None, prosody_global=None):
         self.extra_units = extra_units
         self.sim_units = sim_units
         self.interval = interval
         self.gw_log_level = gw_log_level
+        self.prosody_global = prosody_global or ""
         self.srv = self.sim = self.gw = None
         self.dir = None
 
     def __enter__(self):
         try:
-            self.srv = Prosody(users=USERS)
+            self.srv = Prosody(users=USERS, extra_global=self.prosody_global)
             self.srv.__enter__()
         except ProsodyUnavailable as e:
             log("SKIP: prosody unavailable:", e)
