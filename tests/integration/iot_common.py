@@ -23,6 +23,7 @@ coils 1 at even addresses):
 import asyncio
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -206,16 +207,21 @@ class IotEnv:
             return f.read()
 
     def __exit__(self, *exc):
-        rc = stop(self.gw)
-        if self.gw_err:
-            self.gw_err.close()
-        stop(self.sim)
-        if exc[0] is not None or rc not in (0, None):
-            log("fieldgate exit status:", rc)
-            log("--- fieldgate log (tail) ---")
-            log(self.gw_log()[-6000:])
-        self.srv.__exit__(*exc)
-        self.gw_rc = rc
+        rc = None
+        try:
+            rc = stop(self.gw)
+            if self.gw_err:
+                self.gw_err.close()
+            stop(self.sim)
+            if exc[0] is not None or rc not in (0, None):
+                log("fieldgate exit status:", rc)
+                log("--- fieldgate log (tail) ---")
+                log(self.gw_log()[-6000:])
+            elif not os.environ.get("FG_KEEP_TMP"):
+                shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            self.gw_rc = rc
+            self.srv.__exit__(*exc)
         return False
 
 
