@@ -200,9 +200,18 @@ struct cfg_xmpp {
     uint32_t keepalive_ms;    /* ping the server after this idle time */
     uint32_t ping_timeout_ms; /* reply and negotiation timeout */
     uint32_t reconnect_min_ms, reconnect_max_ms;
-    uint32_t stanza_max; /* bytes */
-    char *status;        /* presence status text, or NULL */
+    uint32_t stanza_max;         /* bytes */
+    char *status;                /* presence status text, or NULL */
+    uint32_t control_max_age_ms; /* control messages delayed longer are
+                                    refused (XEP-0203 stamp) */
     struct cfg_mark mark;
+};
+
+/* The `store:` section: what the value store keeps for readers. */
+struct cfg_store {
+    uint32_t history;  /* samples kept per point (0 = no history) */
+    uint32_t fresh_ms; /* a cached value serves a readout when read within
+                          this time; 0 = the point's poll interval */
 };
 
 /* The `access:` section: who may do what over XMPP.  Entries are bare JIDs
@@ -226,6 +235,7 @@ struct cfg {
     size_t n_links;
     struct cfg_xmpp xmpp;     /* xmpp.present false without the section */
     struct cfg_access access; /* empty without the section */
+    struct cfg_store store;   /* defaults without the section */
 };
 
 /* One problem found in a file. */

@@ -272,6 +272,13 @@ struct cfg__raw_xmpp {
     uint32_t reconnect_min_ms, reconnect_max_ms;
     uint64_t stanza_max;
     char *status;
+    uint32_t control_max_age_ms;
+};
+
+struct cfg__raw_store {
+    struct cfg__obj hdr;
+    int64_t history;
+    uint32_t fresh_ms;
 };
 
 struct cfg__raw_access {
@@ -287,11 +294,13 @@ struct cfg__raw_root {
     struct cfg__list links;
     struct cfg__raw_xmpp *xmpp;     /* NULL without the section */
     struct cfg__raw_access *access; /* NULL without the section */
+    struct cfg__raw_store *store;   /* NULL without the section */
 };
 
 extern const struct cfg__schema cfg__schema_root;
 extern const struct cfg__schema cfg__schema_xmpp;
 extern const struct cfg__schema cfg__schema_access;
+extern const struct cfg__schema cfg__schema_store;
 extern const struct cfg__schema cfg__schema_poll_group;
 extern const struct cfg__schema cfg__schema_template;
 extern const struct cfg__schema cfg__schema_link;

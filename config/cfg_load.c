@@ -1372,6 +1372,16 @@ static void resolve_xmpp(struct res *r)
     x->reconnect_max_ms = rx->reconnect_max_ms;
     x->stanza_max = (uint32_t)rx->stanza_max;
     x->status = take(&rx->status);
+    x->control_max_age_ms = rx->control_max_age_ms;
+}
+
+static void resolve_store(struct res *r)
+{
+    const struct cfg__raw_store *rs = r->raw->store;
+    if (!rs || rs->hdr.broken)
+        return;
+    r->cfg->store.history = (uint32_t)rs->history;
+    r->cfg->store.fresh_ms = rs->fresh_ms;
 }
 
 static void access_list(struct res *r, struct cfg__raw_access *ra,
@@ -1411,7 +1421,7 @@ static void resolve_access(struct res *r)
  * groups and templates before the links that reference them). */
 static void (*const resolve_hooks[])(struct res *r) = {
     resolve_poll_groups, resolve_templates, resolve_links,
-    resolve_xmpp,        resolve_access,
+    resolve_xmpp,        resolve_access,    resolve_store,
 };
 
 /* ---- entry points ---------------------------------------------------------

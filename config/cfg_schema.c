@@ -177,6 +177,8 @@ static const struct cfg__field xmpp_fields[] = {
     {F(X, "stanza_max", CFG__UINT, stanza_max), .min = 10000, .max = 16777216,
      .def = "262144"},
     {F(X, "status", CFG__STRING, status)},
+    {F(X, "control_max_age", CFG__DURATION, control_max_age_ms), .min = 1000,
+     .max = 86400000, .def = "60s"},
 };
 #undef X
 
@@ -195,6 +197,18 @@ const struct cfg__schema cfg__schema_access = {
     "the access section", sizeof(struct cfg__raw_access), access_fields,
     sizeof(access_fields) / sizeof(access_fields[0])};
 
+#define S struct cfg__raw_store
+static const struct cfg__field store_fields[] = {
+    {F(S, "history", CFG__INT, history), .min = 0, .max = 100000, .def = "0"},
+    {F(S, "fresh", CFG__DURATION, fresh_ms), .min = 0, .max = 86400000,
+     .def = "0ms"},
+};
+#undef S
+
+const struct cfg__schema cfg__schema_store = {
+    "the store section", sizeof(struct cfg__raw_store), store_fields,
+    sizeof(store_fields) / sizeof(store_fields[0])};
+
 /* The top level: one entry a section. */
 #define R struct cfg__raw_root
 static const struct cfg__field root_fields[] = {
@@ -204,6 +218,7 @@ static const struct cfg__field root_fields[] = {
     {F(R, "links", CFG__LIST, links), .sub = &cfg__schema_link},
     {F(R, "xmpp", CFG__OBJECT, xmpp), .sub = &cfg__schema_xmpp},
     {F(R, "access", CFG__OBJECT, access), .sub = &cfg__schema_access},
+    {F(R, "store", CFG__OBJECT, store), .sub = &cfg__schema_store},
 };
 #undef R
 

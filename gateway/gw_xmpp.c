@@ -15,8 +15,6 @@
 /* Concentrator options the map has no keys for yet (history: samples per
  * point for historical readouts, 0 = off; the max age of a delayed control
  * message). */
-#define GW_XMPP_HISTORY 0u
-#define GW_XMPP_CONTROL_MAX_AGE_MS 60000u
 
 struct gw_xmpp {
     uv_loop_t *loop;
@@ -163,9 +161,10 @@ int gw_xmpp_new(uv_loop_t *loop, const struct cfg *cfg, struct gw_store *store,
         free(x);
         return rc;
     }
-    struct gw_iot_opts io = {.history = GW_XMPP_HISTORY};
+    struct gw_iot_opts io = {.history = cfg->store.history,
+                             .fresh_ms = cfg->store.fresh_ms};
     struct xs_iot_xsf_opts fo = {.control_max_age_ms =
-                                     GW_XMPP_CONTROL_MAX_AGE_MS};
+                                     cfg->xmpp.control_max_age_ms};
     rc = gw_iot_new(cfg, store, engine, log, &io, &x->iot);
     if (rc == GW_OK)
         rc = xs_iot_xsf_new(x->iot, NULL, NULL, log, &fo, &x->fe);

@@ -94,6 +94,8 @@ xmpp:
 access:
   readers: [{viewer}]
   controllers: [{ops}]
+store:
+  history: 20
 """
 
 

@@ -14,8 +14,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from iot_common import (IotEnv, Checks, readout, modbus, holding, coil,  # noqa: E402
-                        log)
+from iot_common import (IotEnv, Checks, readout, control, modbus,  # noqa: E402
+                        holding, coil, log)
 
 check = Checks()
 
@@ -150,6 +150,35 @@ def main():
                   events[-1] == "cancelled" and "failure" not in events, events)
 
         env.run(body, "ops", timeout=90)
+
+        # History (store.history in the map): a value change, then a
+        # historical readout returns both samples, oldest first.
+        async def history(c):
+            r = await control(c, env.gw_jid, [("hr0", "int", "4321")], ["m1"])
+            samples = []
+            fut = asyncio.get_running_loop().create_future()
+
+            def cb(from_jid, result, nodeId=None, timestamp=None, fields=None,
+                   error_msg=None):
+                for f in fields or []:
+                    if "historicalOther" in f.get("flags", {}):
+                        samples.append((f["name"], f["value"], timestamp))
+                if result in ("done", "failure", "rejected") and not fut.done():
+                    fut.set_result(result)
+            c["xep_0323"].request_data(c.boundjid.full, env.gw_jid, cb,
+                                       nodeIds=["m1"], fields=["hr0"],
+                                       flags={"historical": "true"})
+            end = await asyncio.wait_for(fut, 15)
+            back = await control(c, env.gw_jid, [("hr0", "int", "1000")],
+                                 ["m1"])
+            return r, end, samples, back
+        r, end, samples, back = env.run(history, "ops")
+        values = [v for n, v, _ in samples if n == "hr0"]
+        check("history: control applied", r[0] == "OK" and back[0] == "OK",
+              (r, back))
+        check("history: both samples, oldest first",
+              end == "done" and values[-2:] == [str(sim_m1[0]), "4321"]
+              and len(values) >= 2, samples)
 
         # A reader account may read; a stranger is refused.
         async def reader(c):

@@ -152,10 +152,25 @@ static void test_xmpp_access(void **state)
     assert_int_equal(x->reconnect_max_ms, 300000);
     assert_int_equal(x->stanza_max, 262144);
     assert_string_equal(x->status, "hello");
+    assert_int_equal(x->control_max_age_ms, 60000);
+    assert_int_equal(cfg->store.history, 0);
+    assert_int_equal(cfg->store.fresh_ms, 0);
     assert_int_equal(cfg->access.n_readers, 2);
     assert_string_equal(cfg->access.readers[1], "example.net");
     assert_int_equal(cfg->access.n_controllers, 1);
     assert_string_equal(cfg->access.controllers[0], "ops@example.org");
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+    /* store: */
+    static const char store_yaml[] = HEAD "store:\n  history: 500\n"
+                                          "  fresh: 2s\n";
+    cfg_errors_init(&errs);
+    assert_int_equal(
+        cfg_load_buffer("t.yaml", store_yaml, strlen(store_yaml), &cfg, &errs),
+        GW_OK);
+    assert_int_equal(cfg->store.history, 500);
+    assert_int_equal(cfg->store.fresh_ms, 2000);
     cfg_free(cfg);
     cfg_errors_close(&errs);
 
@@ -191,6 +206,11 @@ static void test_xmpp_access(void **state)
          "access.readers", "neither a bare JID"},
         {HEAD "access:\n  readers: [a@b.c]\n", 10, 3, "access",
          "without an xmpp section"},
+        {XH "  password: x\n  control_max_age: 0s\n", 12, 20,
+         "xmpp.control_max_age", "out of range"},
+        {HEAD "store:\n  history: -1\n", 10, 12, "store.history",
+         "out of range"},
+        {HEAD "store:\n  histroy: 5\n", 10, 3, "store.histroy", "unknown key"},
     };
 #undef XH
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
