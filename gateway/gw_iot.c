@@ -336,11 +336,8 @@ void gw_iot_free(struct gw_iot *iot)
 {
     if (!iot)
         return;
-    /* Inert listener: the store keeps the slot. */
     if (iot->store)
-        for (size_t i = 0; i < iot->store->n_listeners; i++)
-            if (iot->store->listeners[i].data == iot)
-                iot->store->listeners[i].data = NULL;
+        gw_store_unlisten(iot->store, on_store, iot);
     while (iot->readouts)
         gw_iot_readout_free(iot->readouts);
     while (iot->controls) {

@@ -82,6 +82,18 @@ int gw_store_listen(struct gw_store *s, gw_store_cb cb, void *data)
     return GW_OK;
 }
 
+void gw_store_unlisten(struct gw_store *s, gw_store_cb cb, void *data)
+{
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        if (s->listeners[i].cb != cb || s->listeners[i].data != data)
+            continue;
+        memmove(&s->listeners[i], &s->listeners[i + 1],
+                (s->n_listeners - i - 1) * sizeof(s->listeners[0]));
+        s->n_listeners--;
+        return;
+    }
+}
+
 static void notify(struct gw_store *s, enum gw_store_event ev, size_t link,
                    size_t unit, size_t point)
 {

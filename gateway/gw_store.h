@@ -101,6 +101,10 @@ void gw_store_close(struct gw_store *s);
 /* Returns 0 or GW_ELIMIT when GW_STORE_MAX_LISTENERS are registered. */
 int gw_store_listen(struct gw_store *s, gw_store_cb cb, void *data);
 
+/* Removes the listener registered with this cb and data (no-op when
+ * there is none).  Safe only outside a notification. */
+void gw_store_unlisten(struct gw_store *s, gw_store_cb cb, void *data);
+
 static inline struct gw_point_state *
 gw_store_point(const struct gw_store *s, size_t link, size_t unit, size_t point)
 {
