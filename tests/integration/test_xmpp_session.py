@@ -253,6 +253,11 @@ def run(srv, work, sim_port):
         d.wait_for(r"online as gateway@", count=3, timeout=30)
         # The same Prosody kept the session: it is resumed (XEP-0198).
         d.wait_for(r"online as gateway@.*, resumed\)")
+
+        step("SIGHUP: the map is reloaded and the session comes back")
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for(r"reloading ")
+        d.wait_for(r"online as gateway@", count=4, timeout=30)
         assert d.stop() == 0, "fieldgate run did not exit 0 on SIGTERM"
         assert "closing the session" in d.text()
     finally:
