@@ -1080,16 +1080,37 @@ static void on_stream_start(void *data, const struct xs_stream_info *info)
     c->last_rx = now_ms(c);
 }
 
+/* A first-level element the server may not send yet: SASL before TLS, SM
+ * elements and stanzas before authentication (they would make the session
+ * bind, answer or go online in the clear). */
+static bool too_early(const struct xs_conn *c, const char *ns)
+{
+    if (strcmp(ns, NS_SASL) == 0)
+        return !c->secure;
+    if (strcmp(ns, XS_NS_SM) == 0 || strcmp(ns, XS_NS_CLIENT) == 0)
+        return !c->authed;
+    return false;
+}
+
 static void on_stanza(void *data, struct xs_stanza *st)
 {
     struct xs_conn *c = data;
-    unsigned gen = c->gen;
     c->last_rx = now_ms(c);
     const char *name = xs_stanza_name(st);
     const char *ns = xs_stanza_ns(st);
     if (!ns)
         ns = "";
-    if (strcmp(ns, XS_NS_STREAMS) == 0) {
+    if (c->state != ST_NEGOTIATING && c->state != ST_ONLINE) {
+        /* Dropped or closing earlier in this feed: the rest is stale. */
+    } else if (too_early(c, ns)) {
+        send_str(c,
+                 "<stream:error><unsupported-stanza-type xmlns='" NS_STREAM_ERR
+                 "'/></stream:error></stream:stream>");
+        drop(c, GW_EPROTO,
+             c->secure ? "the server sent a stanza before "
+                         "authentication"
+                       : "the server sent a stanza before TLS");
+    } else if (strcmp(ns, XS_NS_STREAMS) == 0) {
         if (strcmp(name, "features") == 0)
             on_features(c, st);
         else if (strcmp(name, "error") == 0)
@@ -1117,7 +1138,6 @@ static void on_stanza(void *data, struct xs_stanza *st)
         else if (c->cbs.stanza)
             c->cbs.stanza(c->ud, st);
     }
-    (void)gen;
     xs_stanza_free(st);
 }
 
@@ -1130,6 +1150,8 @@ static void on_stream_end(void *data)
 static void on_parse_error(void *data, const char *condition, const char *text)
 {
     struct xs_conn *c = data;
+    if (c->state != ST_NEGOTIATING && c->state != ST_ONLINE)
+        return;
     char buf[512];
     snprintf(buf, sizeof(buf),
              "<stream:error><%s xmlns='" NS_STREAM_ERR
