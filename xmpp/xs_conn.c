@@ -452,6 +452,9 @@ static bool complete_iq(struct xs_conn *c, const struct xs_stanza *reply)
 static void fail_waits(struct xs_conn *c, int err, bool expired_only)
 {
     uint64_t now = now_ms(c);
+    /* Take the failing waits off the list first: a callback may add waits
+     * (a retry that would fail at once again) or free the session. */
+    struct iq_wait *failing = NULL, **tail = &failing;
     struct iq_wait **pp = &c->waits;
     while (*pp) {
         struct iq_wait *w = *pp;
@@ -460,12 +463,17 @@ static void fail_waits(struct xs_conn *c, int err, bool expired_only)
             continue;
         }
         *pp = w->next;
+        w->next = NULL;
+        *tail = w;
+        tail = &w->next;
+    }
+    while (failing) {
+        struct iq_wait *w = failing;
+        failing = w->next;
         if (w->cb)
             w->cb(w->ud, NULL, err);
         free(w->to);
         free(w);
-        /* A callback may have added waits: restart from the top. */
-        pp = &c->waits;
     }
 }
 
@@ -1524,10 +1532,14 @@ static void drop(struct xs_conn *c, int err, const char *why)
         GW_LOG(c->log, GW_LOG_WARN, AREA, "offline (%s)", gw_strerror(err));
     }
     c->ping_out = false;
-    fail_waits(c, GW_EDISCONNECTED, false);
-    if (c->state != ST_CONNECTING)
-        c->state = ST_DOWN;
     bool connecting = c->state == ST_CONNECTING;
+    if (!connecting)
+        c->state = ST_DOWN;
+    /* The callbacks may free the session (then it is CLOSING and xs_conn_free
+     * closed everything) or send (queued: we are not online any more). */
+    fail_waits(c, GW_EDISCONNECTED, false);
+    if (c->state == ST_CLOSING)
+        return;
     if (c->tcp_open) {
         if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1633,6 +1645,7 @@ int xs_conn_new(uv_loop_t *loop, const struct xs_conn_config *cfg,
         uv_timer_init(loop, &c->tick);
         uv_timer_init(loop, &c->retry);
         c->tick.data = c->retry.data = c;
+        c->open_handles = 2; /* else the count wraps and c is never freed */
         xs_conn_free(c, NULL, NULL);
         return GW_ENOMEM;
     }

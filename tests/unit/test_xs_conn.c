@@ -43,7 +43,8 @@ struct fake {
     char rx[65536];     /* everything received, all connections */
     size_t rx_len;
     unsigned accepted, closed;
-    unsigned stop_after; /* stop the loop after this many closes */
+    struct peer *peers[64]; /* open ones */
+    unsigned stop_after;    /* stop the loop after this many closes */
     struct xs_conn *conn;
     unsigned online, offline, freed;
 };
@@ -52,6 +53,9 @@ static void on_peer_closed(uv_handle_t *h)
 {
     struct peer *p = h->data;
     struct fake *f = p->f;
+    for (size_t i = 0; i < 64; i++)
+        if (f->peers[i] == p)
+            f->peers[i] = NULL;
     free(p);
     f->closed++;
     if (f->stop_after && f->closed >= f->stop_after)
@@ -135,6 +139,12 @@ static void on_conn(uv_stream_t *server, int status)
     p->base.tcp.data = p;
     assert_int_equal(uv_accept(server, (uv_stream_t *)&p->base.tcp), 0);
     f->accepted++;
+    for (size_t i = 0; i < 64; i++) {
+        if (!f->peers[i]) {
+            f->peers[i] = &p->base;
+            break;
+        }
+    }
     assert_int_equal(uv_read_start((uv_stream_t *)&p->base.tcp, on_peer_alloc,
                                    on_speer_read),
                      0);
@@ -186,13 +196,6 @@ static void cb_freed(void *ud)
     ((struct fake *)ud)->freed++;
 }
 
-static void walk_close(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 static struct gw_log quiet_log;
 
 static struct xs_conn *new_conn(uv_loop_t *loop, struct fake *f, int port)
@@ -224,7 +227,9 @@ static void finish(uv_loop_t *loop, struct fake *f, bool free_conn)
     if (!uv_is_closing((uv_handle_t *)&f->listener))
         uv_close((uv_handle_t *)&f->listener, NULL);
     uv_close((uv_handle_t *)&f->guard, NULL);
-    uv_walk(loop, walk_close, NULL); /* the server's peers */
+    for (size_t i = 0; i < 64; i++)
+        if (f->peers[i] && !uv_is_closing((uv_handle_t *)&f->peers[i]->tcp))
+            uv_close((uv_handle_t *)&f->peers[i]->tcp, on_peer_closed);
     uv_run(loop, UV_RUN_DEFAULT);
     assert_int_equal(f->freed, 1);
     assert_int_equal(uv_loop_close(loop), 0);
