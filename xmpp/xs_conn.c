@@ -26,6 +26,7 @@
 #define UNACKED_MAX 10000 /* stanzas awaiting a XEP-0198 ack */
 #define ACK_EVERY 5       /* <r/> after this many unacked stanzas */
 #define MAX_CANDIDATES 16 /* SRV targets tried per attempt */
+#define MAX_REDIRECTS 5   /* see-other-host followed without a login */
 
 static const char *const AREA = "xmpp";
 
@@ -113,6 +114,7 @@ struct xs_conn {
     bool cur_direct;
     char redirect[256];
     uint16_t redirect_port;
+    unsigned redirects; /* followed since the last login */
     struct xs_tls *tls;
     bool tls_handshaking;
     bool secure, authed, bound;
@@ -519,6 +521,7 @@ static void go_online(struct xs_conn *c, bool resumed)
 {
     c->state = ST_ONLINE;
     c->backoff_ms = 0;
+    c->redirects = 0;
     c->auth_failed = false;
     c->stats.connects++;
     if (resumed)
@@ -927,7 +930,12 @@ static void stream_error(struct xs_conn *c, const struct xs_stanza *st)
             if (colon)
                 port = (unsigned)strtoul(colon + 1, NULL, 10);
         }
-        if (host[0] && port <= 65535) {
+        if (host[0] && port <= 65535 && c->redirects >= MAX_REDIRECTS) {
+            GW_LOG(c->log, GW_LOG_WARN, AREA,
+                   "not following more than %d redirects without a login",
+                   MAX_REDIRECTS);
+        } else if (host[0] && port <= 65535) {
+            c->redirects++;
             GW_LOG(c->log, GW_LOG_NOTICE, AREA, "redirected to %s:%u", host,
                    port ? port : 5222);
             memcpy(c->redirect, host, sizeof(c->redirect));

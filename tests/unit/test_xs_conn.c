@@ -325,6 +325,29 @@ static void test_garbage(void **state)
     finish(&loop, &f, true);
 }
 
+/* A server that redirects to itself: followed at once a few times, then
+ * the session backs off (reconnect_min is an hour here) instead of
+ * reconnecting in a tight loop. */
+static void test_redirect_loop(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct fake f;
+    fake_listen(&f, &loop);
+    f.script = HDR "<stream:error><see-other-host "
+                   "xmlns='urn:ietf:params:xml:ns:xmpp-streams'>127.0.0.1:%d"
+                   "</see-other-host></stream:error></stream:stream>";
+    f.stop_after = 50; /* far more than allowed: the loop is not broken */
+    struct xs_conn *c = new_conn(&loop, &f, f.port);
+    assert_int_equal(xs_conn_start(c), GW_OK);
+    /* Ends when the guard fires (the session waits for an hour). */
+    uv_timer_start(&f.guard, on_guard, 1500, 1500);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(f.accepted, 6); /* the first, then 5 redirects */
+    finish(&loop, &f, true);
+}
+
 /* ---- lifetime ------------------------------------------------------------ */
 
 static void iq_cb_frees(void *ud, const struct xs_stanza *reply, int err)
@@ -423,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_failed_before_tls),
         cmocka_unit_test(test_iq_before_tls),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_redirect_loop),
         cmocka_unit_test(test_free_from_iq_cb_on_refused),
         cmocka_unit_test(test_free_from_iq_cb_on_drop),
         cmocka_unit_test(test_free_unstarted),
