@@ -127,6 +127,7 @@ struct xs_conn {
     bool auth_failed;
     /* Stream management. */
     bool sm_enabled, sm_resumable;
+    bool resuming; /* <resume/> sent, <resumed/> or <failed/> not yet */
     char *sm_id;
     uint32_t sm_in;       /* inbound handled count (h we report) */
     uint32_t sm_out_sent; /* outbound stanzas since <enable/> */
@@ -744,6 +745,7 @@ static void on_features(struct xs_conn *c, const struct xs_stanza *f)
         snprintf(buf, sizeof(buf),
                  "<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%u'/>", c->sm_id,
                  c->sm_in);
+        c->resuming = true;
         send_str(c, buf);
         return;
     }
@@ -751,6 +753,9 @@ static void on_features(struct xs_conn *c, const struct xs_stanza *f)
         drop(c, GW_EPROTO, "the server offers no resource binding");
         return;
     }
+    /* A new session: nothing counts before the next <enable/> (an RFC 3921
+     * session iq must not land in the unacked queue of the old one). */
+    c->sm_enabled = false;
     send_bind(c);
 }
 
@@ -824,28 +829,48 @@ static void sasl_reply(struct xs_conn *c, const struct xs_stanza *st)
     xs_buf_close(&msg);
 }
 
-static void sm_acked(struct xs_conn *c, const char *h_text)
+static bool parse_h(const char *h_text, uint32_t *out)
 {
     char *end;
-    unsigned long h = h_text ? strtoul(h_text, &end, 10) : 0;
-    if (!h_text || *end || h > UINT32_MAX)
+    if (!h_text || !*h_text || *h_text == '-')
+        return false;
+    unsigned long h = strtoul(h_text, &end, 10);
+    if (*end || h > UINT32_MAX)
+        return false;
+    *out = (uint32_t)h;
+    return true;
+}
+
+/* Forgets the unacked stanzas the server says it handled (h counts mod
+ * 2^32).  Returns the number forgotten, or -1 when h is more than was
+ * sent. */
+static long sm_trim(struct xs_conn *c, uint32_t h)
+{
+    uint32_t newly = h - c->sm_out_acked; /* mod 2^32 */
+    if (newly > c->unacked.count)
+        return -1;
+    struct item it;
+    for (uint32_t i = 0; i < newly && queue_pop(&c->unacked, &it); i++)
+        free(it.data);
+    c->sm_out_acked = h;
+    return (long)newly;
+}
+
+static void sm_acked(struct xs_conn *c, const char *h_text)
+{
+    uint32_t h;
+    if (!parse_h(h_text, &h))
         return;
-    uint32_t newly = (uint32_t)h - c->sm_out_acked; /* mod 2^32 */
-    if (newly > c->unacked.count) {
+    if (sm_trim(c, h) < 0) {
         char buf[256];
         snprintf(buf, sizeof(buf),
                  "<stream:error><undefined-condition xmlns='" NS_STREAM_ERR
                  "'/><handled-count-too-high xmlns='urn:xmpp:sm:3' h='%lu' "
                  "send-count='%u'/></stream:error></stream:stream>",
-                 h, c->sm_out_sent);
+                 (unsigned long)h, c->sm_out_sent);
         send_str(c, buf);
         drop(c, GW_EPROTO, "the server acked more stanzas than were sent");
-        return;
     }
-    struct item it;
-    for (uint32_t i = 0; i < newly && queue_pop(&c->unacked, &it); i++)
-        free(it.data);
-    c->sm_out_acked = (uint32_t)h;
 }
 
 static void sm_element(struct xs_conn *c, const struct xs_stanza *st)
@@ -868,6 +893,12 @@ static void sm_element(struct xs_conn *c, const struct xs_stanza *st)
             (strcmp(resume, "true") == 0 || strcmp(resume, "1") == 0);
         c->sm_in = 0;
     } else if (strcmp(name, "resumed") == 0) {
+        if (!c->resuming) {
+            drop(c, GW_EPROTO, "<resumed/> without <resume/>");
+            return;
+        }
+        c->resuming = false;
+        c->sm_enabled = true;
         c->bound = true;
         sm_acked(c, xs_stanza_attr(st, "h"));
         if (c->state == ST_CLOSING || c->state == ST_DOWN)
@@ -882,16 +913,31 @@ static void sm_element(struct xs_conn *c, const struct xs_stanza *st)
         queue_close(&again);
         go_online(c, true);
     } else if (strcmp(name, "failed") == 0) {
-        if (!c->bound) {
-            /* Resumption failed: bind a new session (no re-auth). */
+        if (c->resuming) {
+            /* Resumption failed: bind a new session (no re-auth).  The h of
+             * an expired session (Prosody keeps it) tells which unacked
+             * stanzas it did handle: they are not sent again. */
+            c->resuming = false;
             GW_LOG(c->log, GW_LOG_NOTICE, AREA,
                    "stream resumption refused; binding a new session");
+            uint32_t h;
+            size_t before = c->unacked.count;
+            long handled;
+            if (parse_h(xs_stanza_attr(st, "h"), &h) &&
+                (handled = sm_trim(c, h)) >= 0)
+                GW_LOG(c->log, GW_LOG_INFO, AREA,
+                       "the server had handled %ld of %zu unacknowledged "
+                       "stanza(s)",
+                       handled, before);
             free(c->sm_id);
             c->sm_id = NULL;
             c->sm_enabled = false;
             send_bind(c);
         } else {
+            /* <enable/> refused: what was sent went over a live stream
+             * without SM; there is nothing to resend later. */
             c->sm_enabled = false;
+            queue_close(&c->unacked);
             GW_LOG(c->log, GW_LOG_WARN, AREA,
                    "stream management refused by the server");
         }
@@ -1431,6 +1477,7 @@ static void srv_done(uv_work_t *req, int status)
 static void start_attempt(struct xs_conn *c)
 {
     c->secure = c->authed = c->bound = false;
+    c->resuming = false;
     c->tls_handshaking = false;
     c->cand = 0;
     c->n_cands = 0;
