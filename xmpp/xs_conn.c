@@ -1320,8 +1320,8 @@ static void schedule_retry(struct xs_conn *c);
 static void on_connected(uv_connect_t *req, int status)
 {
     struct xs_conn *c = req->data;
-    if (c->state == ST_CLOSING)
-        return;
+    if (c->state == ST_CLOSING || status == UV_ECANCELED)
+        return; /* the socket is already being closed (timeout, free) */
     if (status != 0) {
         GW_LOG(c->log, GW_LOG_DEBUG, AREA, "connect: %s", uv_strerror(status));
         /* Close this socket and try the next address. */
@@ -1369,6 +1369,7 @@ static void try_next_address(struct xs_conn *c)
         c->tcp_open = true;
         c->open_handles++;
         c->state = ST_CONNECTING;
+        c->attempt_start = now_ms(c); /* on_tick bounds the connect too */
         c->connect_req.data = c;
         if (uv_tcp_connect(&c->connect_req, &c->tcp, ai->ai_addr,
                            on_connected) == 0)
@@ -1623,9 +1624,12 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = now_ms(c);
     fail_waits(c, GW_ETIMEOUT, true);
     if (c->state == ST_NEGOTIATING || c->state == ST_CONNECTING) {
-        if (c->state == ST_NEGOTIATING &&
-            now - c->attempt_start > c->ping_timeout_ms)
-            drop(c, GW_ETIMEOUT, "stream negotiation timed out");
+        /* A blackholed address would otherwise wait for the kernel's SYN
+         * timeout (minutes); the next address is tried instead. */
+        if (now - c->attempt_start > c->ping_timeout_ms)
+            drop(c, GW_ETIMEOUT,
+                 c->state == ST_CONNECTING ? "TCP connect timed out"
+                                           : "stream negotiation timed out");
         return;
     }
     if (c->state != ST_ONLINE)
@@ -1886,8 +1890,12 @@ void xs_conn_free(struct xs_conn *c, void (*closed_cb)(void *ud), void *ud)
     if (c->tcp_open && !uv_is_closing((uv_handle_t *)&c->tcp)) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->shutdown_req.data = c;
-        if (!online || uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
-                                   on_shutdown) != 0)
+        /* A graceful FIN only when everything was written: a server that
+         * stopped reading must not keep the daemon from exiting. */
+        if (!online ||
+            uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0 ||
+            uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+                        on_shutdown) != 0)
             uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
     }
     if (c->gai_busy)

@@ -14,6 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cmocka.h>
 #include <uv.h>
 
@@ -439,6 +444,73 @@ static void test_free_while_connecting(void **state)
     finish(&loop, &f, true);
 }
 
+/* A server whose accept queue is full never answers the SYN: the connect
+ * is bounded by ping_timeout instead of the kernel's SYN timeout. */
+static void on_stop(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 0), 0);
+    socklen_t alen = sizeof(a);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof(a)); /* EINPROGRESS */
+    }
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct fake f;
+    fake_listen(&f, &loop);
+    struct xs_conn_config cfg = {
+        .jid = "gw@fieldgate.test",
+        .password = "secret-pw",
+        .host = "127.0.0.1",
+        .port = ntohs(a.sin_port),
+        .verify = true,
+        .ping_timeout_ms = 1000,
+        .reconnect_min_ms = 3600000,
+        .reconnect_max_ms = 3600000,
+    };
+    FILE *logf = tmpfile();
+    assert_non_null(logf);
+    gw_log_init(&quiet_log);
+    quiet_log.level = GW_LOG_DEBUG;
+    quiet_log.out = logf;
+    struct xs_conn_cbs cbs = {.online = cb_online, .offline = cb_offline};
+    assert_int_equal(xs_conn_new(&loop, &cfg, &cbs, &f, &quiet_log, &f.conn),
+                     GW_OK);
+    assert_int_equal(xs_conn_start(f.conn), GW_OK);
+    uv_timer_t stop;
+    uv_timer_init(&loop, &stop);
+    uv_timer_start(&stop, on_stop, 3500, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&stop, NULL);
+    char text[8192] = "";
+    fflush(logf);
+    rewind(logf);
+    size_t n = fread(text, 1, sizeof(text) - 1, logf);
+    text[n] = '\0';
+    assert_non_null(strstr(text, "TCP connect timed out"));
+    assert_non_null(strstr(text, "cannot reach any server"));
+    assert_int_equal(f.online, 0);
+    finish(&loop, &f, true);
+    fclose(logf);
+    quiet_log.out = NULL;
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_free_from_iq_cb_on_drop),
         cmocka_unit_test(test_free_unstarted),
         cmocka_unit_test(test_free_while_connecting),
+        cmocka_unit_test(test_connect_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
