@@ -346,22 +346,60 @@ static void request_ack(struct xs_conn *c)
 
 /* Sends a serialized stanza now; with SM, keeps it until acked.  Takes
  * data. */
-static int send_serialized(struct xs_conn *c, char *data, size_t len,
-                           bool counted)
+/* Sends now; with SM, keeps the stanza until acked.  Takes data. */
+static int send_counted_now(struct xs_conn *c, char *data, size_t len,
+                            bool counted)
 {
     int rc = send_raw(c, data, len);
     if (rc == GW_OK && counted && c->sm_enabled) {
         c->sm_out_sent++;
-        if (queue_push(&c->unacked, data, len) == GW_OK) {
-            if (++c->since_r >= ACK_EVERY)
-                request_ack(c);
-            return GW_OK;
-        }
-        GW_LOG(c->log, GW_LOG_WARN, AREA,
-               "stream management queue full: a stanza cannot be resent");
+        queue_push(&c->unacked, data, len); /* room: see send_serialized */
+        if (++c->since_r >= ACK_EVERY)
+            request_ack(c);
+        return GW_OK;
     }
     free(data);
     return rc;
+}
+
+static bool sm_full(const struct xs_conn *c)
+{
+    return c->sm_enabled && c->unacked.count >= c->unacked.max;
+}
+
+static bool counted_text(const char *data)
+{
+    return strncmp(data, "<iq", 3) == 0 || strncmp(data, "<message", 8) == 0 ||
+           strncmp(data, "<presence", 9) == 0;
+}
+
+/* Sends what waits in the pending queue while online and while the
+ * unacked queue has room. */
+static void flush_pending(struct xs_conn *c)
+{
+    struct item it;
+    while (c->state == ST_ONLINE && !sm_full(c) && queue_pop(&c->pending, &it))
+        send_counted_now(c, it.data, it.len, counted_text(it.data));
+}
+
+/* Sends a serialized stanza (takes data).  When the unacked queue is full,
+ * stanzas wait in the pending queue (in order) until acks make room: every
+ * sent stanza stays resendable and the counts stay exact. */
+static int send_serialized(struct xs_conn *c, char *data, size_t len,
+                           bool counted)
+{
+    if (counted && (sm_full(c) || (c->sm_enabled && c->pending.count))) {
+        int rc = queue_push(&c->pending, data, len);
+        if (rc != GW_OK) {
+            GW_LOG(c->log, GW_LOG_WARN, AREA,
+                   "send queue full: a stanza was dropped");
+            free(data);
+            return rc;
+        }
+        request_ack(c);
+        return GW_OK;
+    }
+    return send_counted_now(c, data, len, counted);
 }
 
 /* Sends a stanza during negotiation or when online, without queueing. */
@@ -533,13 +571,7 @@ static void go_online(struct xs_conn *c, bool resumed)
                                     : "no stream management",
            resumed ? ", resumed" : "");
     /* Stanzas queued while offline go out now. */
-    struct item it;
-    while (c->state == ST_ONLINE && queue_pop(&c->pending, &it)) {
-        bool counted = strncmp(it.data, "<iq", 3) == 0 ||
-                       strncmp(it.data, "<message", 8) == 0 ||
-                       strncmp(it.data, "<presence", 9) == 0;
-        send_serialized(c, it.data, it.len, counted);
-    }
+    flush_pending(c);
     if (c->cbs.online)
         c->cbs.online(c->ud, c->full_jid, resumed);
 }
@@ -870,7 +902,9 @@ static void sm_acked(struct xs_conn *c, const char *h_text)
                  (unsigned long)h, c->sm_out_sent);
         send_str(c, buf);
         drop(c, GW_EPROTO, "the server acked more stanzas than were sent");
+        return;
     }
+    flush_pending(c); /* acks made room */
 }
 
 static void sm_element(struct xs_conn *c, const struct xs_stanza *st)
@@ -909,7 +943,7 @@ static void sm_element(struct xs_conn *c, const struct xs_stanza *st)
         struct item it;
         c->sm_out_sent = c->sm_out_acked;
         while (queue_pop(&again, &it))
-            send_serialized(c, it.data, it.len, true);
+            send_counted_now(c, it.data, it.len, true);
         queue_close(&again);
         go_online(c, true);
     } else if (strcmp(name, "failed") == 0) {
