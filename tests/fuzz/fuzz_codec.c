@@ -35,27 +35,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                      \
     } while (0)
 
-static unsigned nbytes_of(enum cfg_type t)
-{
-    switch (t) {
-    case CFG_TYPE_INT16:
-    case CFG_TYPE_UINT16:
-    case CFG_TYPE_BCD16:
-        return 2;
-    case CFG_TYPE_INT32:
-    case CFG_TYPE_UINT32:
-    case CFG_TYPE_FLOAT32:
-    case CFG_TYPE_BCD32:
-        return 4;
-    case CFG_TYPE_INT64:
-    case CFG_TYPE_UINT64:
-    case CFG_TYPE_FLOAT64:
-        return 8;
-    default:
-        return 0;
-    }
-}
-
 /* The k-th permutation (Lehmer code) of the first n letters. */
 static void make_order(char *order, unsigned n, unsigned k)
 {
@@ -113,7 +92,7 @@ static void round_trip(const struct cfg_point *rp, const uint16_t *regs,
     if (p.type == CFG_TYPE_BIT)
         CHECK(enc[0] == regs[0]);
     if (p.type != CFG_TYPE_STRING && p.type != CFG_TYPE_BIT)
-        CHECK(memcmp(enc, regs, nbytes_of(p.type)) == 0);
+        CHECK(memcmp(enc, regs, (unsigned)cfg_type_bytes(p.type)) == 0);
 
     /* The text a person sees parses back to a value that encodes to the
      * same registers. */
@@ -127,8 +106,9 @@ static void round_trip(const struct cfg_point *rp, const uint16_t *regs,
     uint16_t enc2[MAX_REGS];
     CHECK(ad_encode_registers(&p, &parsed, current, enc2, MAX_REGS) == GW_OK);
     size_t words = p.type == CFG_TYPE_STRING ? p.count
-                   : p.type == CFG_TYPE_BIT  ? 1
-                                             : nbytes_of(p.type) / 2;
+                   : p.type == CFG_TYPE_BIT
+                       ? 1
+                       : (unsigned)cfg_type_bytes(p.type) / 2;
     CHECK(memcmp(enc, enc2, words * sizeof(uint16_t)) == 0);
 }
 
@@ -150,7 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.offset = offsets[data[8] % (sizeof(offsets) / sizeof(offsets[0]))];
     p.decimals = data[9] % 20 - 2;
     uint8_t flags = data[10];
-    unsigned nb = nbytes_of(p.type);
+    unsigned nb = (unsigned)cfg_type_bytes(p.type);
     if (nb) {
         make_order(p.order, nb, (unsigned)data[2] << 8 | data[3]);
         if (flags & 4)
