@@ -148,9 +148,17 @@ class Gateway:
 
     def close(self):
         # A child of socat serving a connection outlives a SIGTERM to its
-        # parent: stop the children first (by PID), then socat.
+        # parent.  Freeze the parent (no new children: a client that
+        # reconnects at once must find no listener), note its children,
+        # stop the parent (the listening socket closes), then the children
+        # by PID.
         if self.socat and self.socat.poll() is None:
-            for k in children(self.socat.pid):
+            os.kill(self.socat.pid, signal.SIGSTOP)
+            kids = children(self.socat.pid)
+            os.kill(self.socat.pid, signal.SIGTERM)
+            os.kill(self.socat.pid, signal.SIGCONT)
+            stop(self.socat, "socat")
+            for k in kids:
                 try:
                     os.kill(k, signal.SIGTERM)
                 except ProcessLookupError:
