@@ -1,6 +1,9 @@
 /* gw_cli.c - subcommand dispatch for the fieldgate binary. */
 #include "gw_cli.h"
 
+#include "cfg.h"
+#include "gw_err.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,6 +68,22 @@ int gw_cli_map_options(int argc, char **argv, const char *cmd,
         return 2;
     }
     return -1;
+}
+
+int gw_cli_load_map(const char *path, struct cfg **out)
+{
+    struct cfg_errors errs;
+    cfg_errors_init(&errs);
+    int rc = cfg_load(path, out, &errs);
+    if (rc != GW_OK) {
+        cfg_errors_print(&errs, stderr);
+        if (errs.n)
+            fprintf(stderr, "%zu error(s)\n", errs.n);
+        else
+            fprintf(stderr, "fieldgate: %s: %s\n", path, gw_strerror(rc));
+    }
+    cfg_errors_close(&errs);
+    return rc;
 }
 
 int gw_cli_main(int argc, char **argv)

@@ -9,7 +9,14 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+struct cfg;
+
 int gw_cli_main(int argc, char **argv);
+
+/* Loads a map for a command; on failure prints every error to stderr
+ * ("FILE:LINE:COL: path: message", then "N error(s)") and returns the
+ * cfg_load error.  *out as cfg_load. */
+int gw_cli_load_map(const char *path, struct cfg **out);
 
 /* The options of commands that take just a map: -c FILE, --json, --help
  * and no operands.  Returns -1 when the command should go on, else the

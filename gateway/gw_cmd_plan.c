@@ -32,22 +32,6 @@ static void plan_usage(FILE *out)
             "  -h, --help         this text\n");
 }
 
-static int load(const char *path, struct cfg **out)
-{
-    struct cfg_errors errs;
-    cfg_errors_init(&errs);
-    int rc = cfg_load(path, out, &errs);
-    if (rc != GW_OK) {
-        cfg_errors_print(&errs, stderr);
-        if (errs.n)
-            fprintf(stderr, "%zu error(s)\n", errs.n);
-        else
-            fprintf(stderr, "fieldgate: %s: %s\n", path, gw_strerror(rc));
-    }
-    cfg_errors_close(&errs);
-    return rc;
-}
-
 static void set_close(struct plan_set *s)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -347,7 +331,7 @@ int gw_cmd_plan(int argc, char **argv)
     struct cfg *cfg = NULL;
     struct plan_set set = {0};
     int rc = 1;
-    if (load(path, &cfg) != GW_OK)
+    if (gw_cli_load_map(path, &cfg) != GW_OK)
         goto out;
     if (set_build(&set, cfg) != GW_OK)
         goto out;

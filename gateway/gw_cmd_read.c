@@ -36,28 +36,12 @@ struct session {
     int rc;
 };
 
-static int load(struct session *s, const char *path)
-{
-    struct cfg_errors errs;
-    cfg_errors_init(&errs);
-    int rc = cfg_load(path, &s->cfg, &errs);
-    if (rc != GW_OK) {
-        cfg_errors_print(&errs, stderr);
-        if (errs.n)
-            fprintf(stderr, "%zu error(s)\n", errs.n);
-        else
-            fprintf(stderr, "fieldgate: %s: %s\n", path, gw_strerror(rc));
-    }
-    cfg_errors_close(&errs);
-    return rc;
-}
-
 static int session_open(struct session *s, const char *path)
 {
     memset(s, 0, sizeof(*s));
     gw_log_init(&s->log);
     s->log.level = GW_LOG_WARN;
-    if (load(s, path) != GW_OK)
+    if (gw_cli_load_map(path, &s->cfg) != GW_OK)
         return 1;
     uv_loop_init(&s->loop);
     if (gw_store_init(&s->store, s->cfg) != GW_OK)

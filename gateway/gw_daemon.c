@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "cfg.h"
+#include "gw_cli.h"
 #include "gw_engine.h"
 #include "gw_err.h"
 #include "gw_notify.h"
@@ -219,17 +220,9 @@ int gw_daemon_run(const char *cfg_path, struct gw_log *log)
     memset(&d, 0, sizeof(d));
     d.log = log;
     d.cfg_path = cfg_path;
-    struct cfg_errors errs;
-    cfg_errors_init(&errs);
-    int rc = cfg_load(cfg_path, &d.cfg, &errs);
-    if (rc != GW_OK) {
-        cfg_errors_print(&errs, stderr);
-        if (!errs.n)
-            fprintf(stderr, "fieldgate: %s: %s\n", cfg_path, gw_strerror(rc));
-        cfg_errors_close(&errs);
+    int rc = gw_cli_load_map(cfg_path, &d.cfg);
+    if (rc != GW_OK)
         return 1;
-    }
-    cfg_errors_close(&errs);
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&d.loop);
     uv_signal_init(&d.loop, &d.sig_int);

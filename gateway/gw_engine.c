@@ -337,6 +337,22 @@ static int build_plan(struct eng_link *el, struct eng_group *g)
     return GW_OK;
 }
 
+/* The read io of a planned request; tag is its index in the plan. */
+static void read_io(struct ad_io *io, const struct ad_request *req,
+                    const struct cfg_unit *cu, size_t tag, uint16_t *data)
+{
+    memset(io, 0, sizeof(*io));
+    io->op = AD_IO_READ;
+    io->unit_id = req->unit_id;
+    io->fc = req->fc;
+    io->start = req->start;
+    io->count = req->count;
+    io->timeout_ms = cu->timeout_ms;
+    io->retries = cu->retries;
+    io->tag = tag;
+    io->data = data;
+}
+
 static void on_cycle_done(struct ad_job *job);
 
 static void on_poll_timer(uv_timer_t *t)
@@ -376,18 +392,7 @@ static void on_poll_timer(uv_timer_t *t)
             /* Backoff over: one request probes the unit. */
             eu->probe_sent = true;
         }
-        const struct cfg_unit *cu = cunit(el, req->unit);
-        struct ad_io *io = &g->ios[n++];
-        memset(io, 0, sizeof(*io));
-        io->op = AD_IO_READ;
-        io->unit_id = req->unit_id;
-        io->fc = req->fc;
-        io->start = req->start;
-        io->count = req->count;
-        io->timeout_ms = cu->timeout_ms;
-        io->retries = cu->retries;
-        io->tag = i;
-        io->data = g->buf + word;
+        read_io(&g->ios[n++], req, cunit(el, req->unit), i, g->buf + word);
         word += req->count;
     }
     if (n == 0)
@@ -492,16 +497,7 @@ static struct eng_req *read_req(struct gw_engine *eng, struct eng_link *el,
     size_t word = 0;
     for (size_t i = 0; i < r->plan.n_reqs; i++) {
         const struct ad_request *req = &r->plan.reqs[i];
-        struct ad_io *io = &r->ios[i];
-        io->op = AD_IO_READ;
-        io->unit_id = req->unit_id;
-        io->fc = req->fc;
-        io->start = req->start;
-        io->count = req->count;
-        io->timeout_ms = cu->timeout_ms;
-        io->retries = cu->retries;
-        io->tag = i;
-        io->data = r->buf + word;
+        read_io(&r->ios[i], req, cu, i, r->buf + word);
         word += req->count;
     }
     r->job.prio = AD_PRIO_READ_NOW;
