@@ -554,9 +554,10 @@ static int submit_split(struct gw_engine *eng, struct eng_link *el,
     return GW_OK;
 }
 
-int gw_engine_read(struct gw_engine *eng, size_t link, size_t unit,
-                   const size_t *points, size_t n_points, gw_engine_cb cb,
-                   void *data)
+/* An on-demand read; with a parent, the parent completes only after it. */
+static int submit_read(struct gw_engine *eng, size_t link, size_t unit,
+                       const size_t *points, size_t n_points, gw_engine_cb cb,
+                       void *data, struct eng_req *parent)
 {
     if (eng->closing)
         return GW_ECLOSED;
@@ -597,9 +598,22 @@ int gw_engine_read(struct gw_engine *eng, size_t link, size_t unit,
     r->cb = cb;
     r->data = data;
     rc = ad_link_submit(&el->link, &r->job);
-    if (rc != GW_OK)
+    if (rc != GW_OK) {
         req_free(r);
-    return rc;
+        return rc;
+    }
+    if (parent) {
+        r->parent = parent;
+        parent->children++;
+    }
+    return GW_OK;
+}
+
+int gw_engine_read(struct gw_engine *eng, size_t link, size_t unit,
+                   const size_t *points, size_t n_points, gw_engine_cb cb,
+                   void *data)
+{
+    return submit_read(eng, link, unit, points, n_points, cb, data, NULL);
 }
 
 static int write_fc(const struct cfg_point *p)
@@ -682,7 +696,7 @@ static void req_finish(struct eng_req *r)
     if (r->cb)
         r->cb(r->data, eng->closing ? GW_ECANCELED : r->rc, r->exception);
     if (parent) {
-        if (r->rc != GW_OK && parent->rc == GW_OK) {
+        if (r->rc != GW_OK && parent->rc == GW_OK && !parent->is_write) {
             parent->rc = r->rc;
             parent->exception = r->exception;
         }
@@ -723,9 +737,11 @@ static void on_req_done(struct ad_job *job)
         GW_LOG(eng->log, r->rc ? GW_LOG_WARN : GW_LOG_INFO, AREA,
                "write %s.%s: %s", cunit(el, r->unit)->name, p->name,
                r->rc ? gw_strerror(r->rc) : "ok");
-        /* Refresh the store from the device. */
+        /* Refresh the store from the device before the writer hears of
+         * the result, so a readout right after a write sees the new value
+         * (a failed refresh does not fail the write). */
         size_t pt = r->point;
-        gw_engine_read(eng, l, r->unit, &pt, 1, NULL, NULL);
+        submit_read(eng, l, r->unit, &pt, 1, NULL, NULL, r);
     }
     if (r->children == 0)
         req_finish(r);

@@ -59,8 +59,9 @@ int gw_engine_read(struct gw_engine *eng, size_t link, size_t unit,
 /* Writes a value to a point: refused before any bus traffic with
  * GW_EREADONLY (not writable) or the codec's GW_ERANGE/GW_ETYPE.  verify
  * (or the point's own verify flag) reads the value back.  After a write the
- * point is read again so the store holds the device's value.  Returns 0
- * (cb will run) or a gw_err (cb will not run). */
+ * point is read again, before cb runs, so the store holds the device's
+ * value when the writer is told (a failed re-read does not fail the
+ * write).  Returns 0 (cb will run) or a gw_err (cb will not run). */
 int gw_engine_write(struct gw_engine *eng, size_t link, size_t unit,
                     size_t point, const struct ad_value *value, bool verify,
                     gw_engine_cb cb, void *data);
