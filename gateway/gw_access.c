@@ -1,17 +1,21 @@
 /* gw_access.c - access decisions. */
 #include "gw_access.h"
 
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 
-/* Does entry (a bare JID or a domain) cover the JID local@domain? */
+/* Does entry (a bare JID or a domain) cover the JID (local@)domain?  A
+ * domain entry covers the accounts of that domain only: a JID without a
+ * local part is a server or a component, not a user, and is never
+ * covered by a domain entry. */
 static int covers(const char *entry, const char *bare, size_t bare_len,
-                  const char *domain, size_t domain_len)
+                  bool has_local, const char *domain, size_t domain_len)
 {
     if (strchr(entry, '@'))
         return strlen(entry) == bare_len &&
                strncasecmp(entry, bare, bare_len) == 0;
-    return strlen(entry) == domain_len &&
+    return has_local && strlen(entry) == domain_len &&
            strncasecmp(entry, domain, domain_len) == 0;
 }
 
@@ -27,10 +31,12 @@ enum gw_access_level gw_access_check(const struct cfg_access *access,
     if (domain_len == 0 || (at && at == jid))
         return GW_ACCESS_NONE;
     for (size_t i = 0; i < access->n_controllers; i++)
-        if (covers(access->controllers[i], jid, bare_len, domain, domain_len))
+        if (covers(access->controllers[i], jid, bare_len, at != NULL, domain,
+                   domain_len))
             return GW_ACCESS_CONTROL;
     for (size_t i = 0; i < access->n_readers; i++)
-        if (covers(access->readers[i], jid, bare_len, domain, domain_len))
+        if (covers(access->readers[i], jid, bare_len, at != NULL, domain,
+                   domain_len))
             return GW_ACCESS_READ;
     return GW_ACCESS_NONE;
 }

@@ -2,9 +2,10 @@
  * section.  Pure: a bare JID in, a level out.
  *
  * An entry with an '@' matches that bare JID only; an entry without one is
- * a domain and matches every account of exactly that domain (not its
- * subdomains).  Matching ignores ASCII case and any resource of the JID.
- * Controllers may also read.  Anything else gets no access. */
+ * a domain and matches every account (user@domain) of exactly that domain:
+ * not its subdomains, and not the domain's own JID (a server or component
+ * address is not a user).  Matching ignores ASCII case and any resource of the
+ * JID. Controllers may also read.  Anything else gets no access. */
 #ifndef GW_ACCESS_H
 #define GW_ACCESS_H
 

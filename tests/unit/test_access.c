@@ -55,8 +55,28 @@ static void test_domains(void **state)
     /* A bare-JID entry does not cover its domain's other accounts, nor
      * the domain itself. */
     assert_int_equal(gw_access_check(&access, "example.org"), GW_ACCESS_NONE);
-    /* A server JID of a listed domain is that domain. */
-    assert_int_equal(gw_access_check(&access, "partner.net"), GW_ACCESS_READ);
+    /* A domain entry covers the accounts of the domain, not the domain's
+     * own JID: a server or component address is not a user. */
+    assert_int_equal(gw_access_check(&access, "partner.net"), GW_ACCESS_NONE);
+    assert_int_equal(gw_access_check(&access, "partner.net/res"),
+                     GW_ACCESS_NONE);
+    assert_int_equal(gw_access_check(&access, "Plant.Example.org"),
+                     GW_ACCESS_NONE);
+    assert_int_equal(gw_access_check(&access, "x@Plant.Example.org/r"),
+                     GW_ACCESS_CONTROL);
+}
+
+static void test_bare_domain_entry_as_jid(void **state)
+{
+    (void)state;
+    /* Listed as a bare JID with '@', a user is matched exactly; a domain
+     * entry never matches a JID without a local part, whatever the case
+     * or resource. */
+    static char *r[] = {"example.net"};
+    static const struct cfg_access a = {.readers = r, .n_readers = 1};
+    assert_int_equal(gw_access_check(&a, "example.net"), GW_ACCESS_NONE);
+    assert_int_equal(gw_access_check(&a, "EXAMPLE.NET/x"), GW_ACCESS_NONE);
+    assert_int_equal(gw_access_check(&a, "u@example.net"), GW_ACCESS_READ);
 }
 
 static void test_malformed(void **state)
@@ -79,6 +99,7 @@ int main(void)
         cmocka_unit_test(test_bare_jids),
         cmocka_unit_test(test_full_jids_and_case),
         cmocka_unit_test(test_domains),
+        cmocka_unit_test(test_bare_domain_entry_as_jid),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
