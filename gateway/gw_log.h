@@ -5,11 +5,19 @@
  * Lines go to stderr: under systemd (JOURNAL_STREAM set) each line carries a
  * "<N>" syslog priority prefix that journald understands, otherwise a
  * timestamp and the level name.  Writing is thread-safe (one fprintf per
- * line).  Never pass secrets (passwords, SASL data, keys) to these calls. */
+ * line).  Never pass secrets (passwords, SASL data, keys) to these calls.
+ *
+ * One call writes exactly one line, whatever its arguments: the sink
+ * escapes the formatted message (see gw_log_esc), so text that came from a
+ * peer (a JID, a node id, a form value) or a device can neither end the line
+ * early, forge a "<N>" priority for journald, nor drive the terminal that
+ * shows the log.  A message longer than GW_LOG_MSG_MAX bytes after escaping
+ * is cut on a character boundary and ends with GW_LOG_TRUNCATED. */
 #ifndef GW_LOG_H
 #define GW_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 enum gw_log_level {
@@ -19,6 +27,11 @@ enum gw_log_level {
     GW_LOG_INFO = 6,
     GW_LOG_DEBUG = 7,
 };
+
+/* The longest message part of a line, in bytes after escaping (the prefix,
+ * area and newline come on top), and the marker that ends a cut message. */
+#define GW_LOG_MSG_MAX 1024
+#define GW_LOG_TRUNCATED "...[truncated]"
 
 struct gw_log {
     enum gw_log_level level; /* lines above this level are dropped */
@@ -40,6 +53,18 @@ const char *gw_log_level_name(enum gw_log_level level);
 void gw_log_write(const struct gw_log *log, enum gw_log_level level,
                   const char *area, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Copies src into dst (cap bytes, always NUL-terminated when cap > 0) as
+ * printable text of one line: "\n", "\r", "\t" for those, "\xHH" for every
+ * other control character (C0, DEL, the UTF-8 encoded C1 range) and for
+ * every byte that is not part of valid UTF-8 (overlong forms, surrogates,
+ * code points above U+10FFFF included).  Valid UTF-8 and backslashes are
+ * copied as they are, so escaping twice changes nothing.  When the result
+ * does not fit, it is cut on a character boundary (never inside an escape
+ * or a UTF-8 sequence) and ends with "..." (when cap > 3).  Returns the
+ * length written, without the NUL.  src NULL is copied as "(null)".  For
+ * quoting a peer string into a bounded buffer; GW_LOG escapes by itself. */
+size_t gw_log_esc(char *dst, size_t cap, const char *src);
 
 #define GW_LOG(log, lvl, area, ...)                                            \
     do {                                                                       \
