@@ -204,6 +204,11 @@ struct cfg_xmpp {
     char *status;                /* presence status text, or NULL */
     uint32_t control_max_age_ms; /* control messages delayed longer are
                                     refused (XEP-0203 stamp) */
+    uint32_t control_max_writes; /* point writes one control request may
+                                    cause (nodes x parameters, after
+                                    de-duplication); more is refused */
+    uint32_t control_max_bus_ms; /* estimated time one control request may
+                                    occupy a serial (RTU) line */
     struct cfg_mark mark;
 };
 

@@ -273,6 +273,8 @@ struct cfg__raw_xmpp {
     uint64_t stanza_max;
     char *status;
     uint32_t control_max_age_ms;
+    uint64_t control_max_writes;
+    uint32_t control_max_bus_ms;
 };
 
 struct cfg__raw_store {

@@ -1373,6 +1373,8 @@ static void resolve_xmpp(struct res *r)
     x->stanza_max = (uint32_t)rx->stanza_max;
     x->status = take(&rx->status);
     x->control_max_age_ms = rx->control_max_age_ms;
+    x->control_max_writes = (uint32_t)rx->control_max_writes;
+    x->control_max_bus_ms = rx->control_max_bus_ms;
 }
 
 static void resolve_store(struct res *r)

@@ -179,6 +179,10 @@ static const struct cfg__field xmpp_fields[] = {
     {F(X, "status", CFG__STRING, status)},
     {F(X, "control_max_age", CFG__DURATION, control_max_age_ms), .min = 1000,
      .max = 86400000, .def = "60s"},
+    {F(X, "control_max_writes", CFG__UINT, control_max_writes), .min = 1,
+     .max = 1024, .def = "32"},
+    {F(X, "control_max_bus_time", CFG__DURATION, control_max_bus_ms), .min = 10,
+     .max = 600000, .def = "2s"},
 };
 #undef X
 

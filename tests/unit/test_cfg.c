@@ -153,6 +153,8 @@ static void test_xmpp_access(void **state)
     assert_int_equal(x->stanza_max, 262144);
     assert_string_equal(x->status, "hello");
     assert_int_equal(x->control_max_age_ms, 60000);
+    assert_int_equal(x->control_max_writes, 32);
+    assert_int_equal(x->control_max_bus_ms, 2000);
     assert_int_equal(cfg->store.history, 0);
     assert_int_equal(cfg->store.fresh_ms, 0);
     assert_int_equal(cfg->access.n_readers, 2);
@@ -208,6 +210,18 @@ static void test_xmpp_access(void **state)
          "without an xmpp section"},
         {XH "  password: x\n  control_max_age: 0s\n", 12, 20,
          "xmpp.control_max_age", "out of range"},
+        {XH "  password: x\n  control_max_writes: 0\n", 12, 23,
+         "xmpp.control_max_writes", "out of range"},
+        {XH "  password: x\n  control_max_writes: 1025\n", 12, 23,
+         "xmpp.control_max_writes", "out of range"},
+        {XH "  password: x\n  control_max_writes: many\n", 12, 23,
+         "xmpp.control_max_writes", "many"},
+        {XH "  password: x\n  control_max_bus_time: 5ms\n", 12, 25,
+         "xmpp.control_max_bus_time", "out of range"},
+        {XH "  password: x\n  control_max_bus_time: 2\n", 12, 25,
+         "xmpp.control_max_bus_time", "needs a unit"},
+        {XH "  password: x\n  control_max_bus_time: 11m\n", 12, 25,
+         "xmpp.control_max_bus_time", "out of range"},
         {HEAD "store:\n  history: -1\n", 10, 12, "store.history",
          "out of range"},
         {HEAD "store:\n  histroy: 5\n", 10, 3, "store.histroy", "unknown key"},
@@ -288,6 +302,12 @@ static void test_full_model(void **state)
     assert_string_equal(gw->host, "gw.local");
     assert_int_equal(gw->port, 502); /* default */
     assert_false(gw->rs485);
+
+    /* xmpp: the control bounds */
+    assert_true(cfg->xmpp.present);
+    assert_int_equal(cfg->xmpp.control_max_age_ms, 90000);
+    assert_int_equal(cfg->xmpp.control_max_writes, 8);
+    assert_int_equal(cfg->xmpp.control_max_bus_ms, 1500);
 
     /* m1: every setting from the template */
     const struct cfg_unit *m1 = find_unit(cfg, "m1");
@@ -453,6 +473,8 @@ static void test_example_loads(void **state)
     assert_true(find_point(vfd, "run")->writable);
     assert_int_equal(find_point(vfd, "run")->table, CFG_TABLE_COIL);
     assert_int_equal(find_unit(cfg, "meter-hvac")->n_points, 5);
+    assert_int_equal(cfg->xmpp.control_max_writes, 32);
+    assert_int_equal(cfg->xmpp.control_max_bus_ms, 2000);
     cfg_free(cfg);
     cfg_errors_close(&errs);
 }
