@@ -130,6 +130,10 @@ size_t ad_rtu_build_write_registers(uint8_t *out, uint8_t unit, uint16_t addr,
     return ad_rtu_frame(out, AD_RTU_ADU_MAX, unit, pdu, 6 + 2u * count);
 }
 
+/* The largest byte count of a read reply that fits an ADU: unit, fc and
+ * byte count before the data, the CRC after it. */
+#define MAX_REPLY_BYTES (AD_RTU_ADU_MAX - 5)
+
 int ad_rtu_reply_len(const uint8_t head[3])
 {
     uint8_t fc = head[1];
@@ -140,6 +144,8 @@ int ad_rtu_reply_len(const uint8_t head[3])
     case 2:
     case 3:
     case 4:
+        if (head[2] > MAX_REPLY_BYTES)
+            break;          /* would not fit a frame */
         return 5 + head[2]; /* unit, fc, byte count, data, CRC */
     case 5:
     case 6:
@@ -147,9 +153,52 @@ int ad_rtu_reply_len(const uint8_t head[3])
     case 16:
         return 8; /* unit, fc, address, value or quantity, CRC */
     default:
+        break;
+    }
+    errno = EMBBADDATA;
+    return -1;
+}
+
+int ad_rtu_reply_expect(const uint8_t *req, size_t req_len,
+                        const uint8_t head[3])
+{
+    if (req_len < 8 || req_len > AD_RTU_ADU_MAX) {
         errno = EMBBADDATA;
         return -1;
     }
+    uint8_t fc = req[1];
+    if (head[1] == (fc | 0x80))
+        return 5;
+    if (head[1] != fc) {
+        errno = EMBBADDATA;
+        return -1;
+    }
+    uint32_t count = get16(req + 4), want;
+    switch (fc) {
+    case 1:
+    case 2:
+        want = (count + 7u) / 8u;
+        break;
+    case 3:
+    case 4:
+        want = count * 2u;
+        break;
+    case 5:
+    case 6:
+    case 15:
+    case 16:
+        return 8;
+    default:
+        errno = EMBBADDATA;
+        return -1;
+    }
+    /* Only the byte count the request asks for is read: a longer (or
+     * shorter) one is refused before any more input is taken. */
+    if (want == 0 || want > MAX_REPLY_BYTES || head[2] != want) {
+        errno = EMBBADDATA;
+        return -1;
+    }
+    return 5 + (int)want;
 }
 
 int ad_rtu_check_reply(const uint8_t *req, size_t req_len, const uint8_t *rsp,
@@ -375,7 +424,7 @@ static int send_all(struct ad_rtu_tcp *c, const uint8_t *buf, size_t len)
 }
 
 /* Reads exactly n bytes: the first wait is bounded by first_ms, each later
- * one by the byte timeout. */
+ * one by the byte timeout.  Never asks recv for more than n bytes. */
 static int recv_exact(struct ad_rtu_tcp *c, uint8_t *buf, size_t n,
                       uint32_t first_ms)
 {
@@ -405,6 +454,47 @@ static int recv_exact(struct ad_rtu_tcp *c, uint8_t *buf, size_t n,
     return 0;
 }
 
+/* ad_rtu_recv_fn over the client's socket. */
+static int sock_recv(void *ctx, uint8_t *buf, size_t n, int first)
+{
+    struct ad_rtu_tcp *c = ctx;
+    return recv_exact(c, buf, n, first ? c->timeout_ms : c->byte_timeout_ms);
+}
+
+int ad_rtu_recv_reply(const uint8_t *req, size_t req_len,
+                      uint8_t rsp[AD_RTU_ADU_MAX], ad_rtu_recv_fn recv_fn,
+                      void *ctx)
+{
+    if (recv_fn(ctx, rsp, 3, 1) != 0)
+        return -1;
+    int len = ad_rtu_reply_expect(req, req_len, rsp);
+    if (len < 0)
+        return -1;
+    if (len < 5 || len > AD_RTU_ADU_MAX) {
+        /* ad_rtu_reply_expect never allows this; the buffer's bound is
+         * checked here as well, next to the read it protects. */
+        errno = EMBBADDATA;
+        return -1;
+    }
+    if (recv_fn(ctx, rsp + 3, (size_t)len - 3, 0) != 0)
+        return -1;
+    if (ad_rtu_check_reply(req, req_len, rsp, (size_t)len) != 0)
+        return -1;
+    return len;
+}
+
+void ad_rtu_reply_bits(const uint8_t *rsp, uint16_t n, uint8_t *dest)
+{
+    for (uint16_t i = 0; i < n; i++)
+        dest[i] = (uint8_t)((unsigned)(rsp[3 + i / 8] >> (i % 8)) & 1u);
+}
+
+void ad_rtu_reply_registers(const uint8_t *rsp, uint16_t n, uint16_t *dest)
+{
+    for (uint16_t i = 0; i < n; i++)
+        dest[i] = get16(rsp + 3 + 2 * i);
+}
+
 /* Drops the rest of a bad reply; keeps errno unless the link is lost. */
 static int drop_bad(struct ad_rtu_tcp *c)
 {
@@ -432,20 +522,21 @@ static int transact(struct ad_rtu_tcp *c, const uint8_t *req, size_t req_len,
         return -1;
     if (req[0] == 0)
         return 0; /* broadcast: nobody answers */
-    if (recv_exact(c, rsp, 3, c->timeout_ms) != 0)
-        return -1;
-    int len = ad_rtu_reply_len(rsp);
-    if (len < 0)
+    int len = ad_rtu_recv_reply(req, req_len, rsp, sock_recv, c);
+    if (len >= 0)
+        return len;
+    switch (errno) {
+    case EMBBADDATA:
+    case EMBBADCRC:
+    case EMBBADSLAVE:
+    case EMBBADEXC:
+        /* A bad reply: drop the rest of it. */
         return drop_bad(c);
-    if (recv_exact(c, rsp + 3, (size_t)len - 3, c->byte_timeout_ms) != 0)
+    default:
+        /* A well-formed exception (nothing to drop), a timeout (the
+         * caller flushes) or a lost connection. */
         return -1;
-    if (ad_rtu_check_reply(req, req_len, rsp, (size_t)len) != 0) {
-        if (errno >= MODBUS_ENOBASE + 1 &&
-            errno < MODBUS_ENOBASE + MODBUS_EXCEPTION_MAX)
-            return -1; /* a well-formed exception: nothing to drop */
-        return drop_bad(c);
     }
-    return len;
 }
 
 static int read_bits(struct ad_rtu_tcp *c, uint8_t fc, uint16_t addr,
@@ -459,8 +550,7 @@ static int read_bits(struct ad_rtu_tcp *c, uint8_t fc, uint16_t addr,
     size_t req_len = ad_rtu_build_read(req, c->unit, fc, addr, n);
     if (transact(c, req, req_len, rsp) < 0)
         return -1;
-    for (uint16_t i = 0; i < n; i++)
-        dest[i] = (uint8_t)((unsigned)(rsp[3 + i / 8] >> (i % 8)) & 1u);
+    ad_rtu_reply_bits(rsp, n, dest);
     return (int)n;
 }
 
@@ -475,8 +565,7 @@ static int read_regs(struct ad_rtu_tcp *c, uint8_t fc, uint16_t addr,
     size_t req_len = ad_rtu_build_read(req, c->unit, fc, addr, n);
     if (transact(c, req, req_len, rsp) < 0)
         return -1;
-    for (uint16_t i = 0; i < n; i++)
-        dest[i] = get16(rsp + 3 + 2 * i);
+    ad_rtu_reply_registers(rsp, n, dest);
     return (int)n;
 }
 

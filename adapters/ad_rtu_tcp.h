@@ -52,14 +52,47 @@ size_t ad_rtu_build_write_registers(uint8_t *out, uint8_t unit, uint16_t addr,
 
 /* The full length of a reply from its first 3 bytes (unit, function, byte
  * count): an exception (fc | 0x80) 5, FC1..4 5 + byte count, FC5/6/15/16 8.
- * Returns -1 with errno EMBBADDATA for any other function code. */
+ * Returns -1 with errno EMBBADDATA for any other function code, or when
+ * the byte count would take the frame past AD_RTU_ADU_MAX (above 251). */
 int ad_rtu_reply_len(const uint8_t head[3]);
+
+/* The length the reply to req must have, from its first 3 bytes: 5 for an
+ * exception to req's function; for FC1..4 5 + the byte count req asks for
+ * (the reply's byte count must be exactly that); 8 for FC5/6/15/16.  The
+ * result is never above AD_RTU_ADU_MAX.  Returns -1 with errno EMBBADDATA
+ * for any other function, a byte count that is not the one due, or a
+ * request that is not a well-formed ADU. */
+int ad_rtu_reply_expect(const uint8_t *req, size_t req_len,
+                        const uint8_t head[3]);
 
 /* Checks a complete reply rsp against its request req (both ADUs): CRC,
  * unit, function, exception, then the byte count (reads) or the echo of
  * address and value or quantity (writes).  Returns 0 or -1 with errno. */
 int ad_rtu_check_reply(const uint8_t *req, size_t req_len, const uint8_t *rsp,
                        size_t rsp_len);
+
+/* Reads exactly n bytes into buf (n >= 1); first is true for the first
+ * bytes of a reply (waited for up to the response timeout), false for the
+ * rest (the byte timeout).  Returns 0 or -1 with errno (ETIMEDOUT, ...). */
+typedef int (*ad_rtu_recv_fn)(void *ctx, uint8_t *buf, size_t n, int first);
+
+/* Receives the reply to req through recv_fn and checks it: 3 bytes, then the
+ * rest of the length ad_rtu_reply_expect allows, then ad_rtu_check_reply.
+ * Never writes past rsp[AD_RTU_ADU_MAX - 1] and never asks recv_fn for more
+ * than the frame can hold.  Returns the reply length (>= 5) or -1 with
+ * errno: recv_fn's, EMBBADDATA (a length the request does not allow),
+ * EMBBADCRC, EMBBADSLAVE, EMBBADEXC, or MODBUS_ENOBASE + code for a
+ * well-formed exception.  Pure apart from recv_fn: the client's transactions
+ * and the fuzz target (tests/fuzz/fuzz_rtu_tcp.c) share it. */
+int ad_rtu_recv_reply(const uint8_t *req, size_t req_len,
+                      uint8_t rsp[AD_RTU_ADU_MAX], ad_rtu_recv_fn recv_fn,
+                      void *ctx);
+
+/* The items of a checked read reply (rsp from ad_rtu_recv_reply to a read
+ * of n items): bits one byte each (0/1), registers in host order.  n must
+ * be the request's count. */
+void ad_rtu_reply_bits(const uint8_t *rsp, uint16_t n, uint8_t *dest);
+void ad_rtu_reply_registers(const uint8_t *rsp, uint16_t n, uint16_t *dest);
 
 /* ---- the client -------------------------------------------------------- */
 

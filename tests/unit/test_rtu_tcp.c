@@ -169,6 +169,17 @@ static void test_reply_len(void **state)
     }
     const uint8_t big[3] = {1, 3, 250};
     assert_int_equal(ad_rtu_reply_len(big), 255);
+    const uint8_t biggest[3] = {1, 4, 251};
+    assert_int_equal(ad_rtu_reply_len(biggest), 256);
+    /* A byte count that would take the frame past 256 bytes. */
+    for (unsigned bc = 252; bc <= 255; bc++) {
+        for (uint8_t fc = 1; fc <= 4; fc++) {
+            const uint8_t h[3] = {1, fc, (uint8_t)bc};
+            errno = 0;
+            assert_int_equal(ad_rtu_reply_len(h), -1);
+            assert_int_equal(errno, EMBBADDATA);
+        }
+    }
     const uint8_t fcs[4] = {5, 6, 15, 16};
     for (int i = 0; i < 4; i++) {
         const uint8_t h[3] = {1, fcs[i], 0};
@@ -181,6 +192,51 @@ static void test_reply_len(void **state)
         assert_int_equal(ad_rtu_reply_len(h), -1);
         assert_int_equal(errno, EMBBADDATA);
     }
+}
+
+/* ad_rtu_reply_expect of a 3-byte head; returns the length or -errno. */
+static int expect(const uint8_t *req, size_t req_len, uint8_t unit, uint8_t fc,
+                  uint8_t bc)
+{
+    const uint8_t h[3] = {unit, fc, bc};
+    errno = 0;
+    int n = ad_rtu_reply_expect(req, req_len, h);
+    return n >= 0 ? n : -errno;
+}
+
+static void test_reply_expect(void **state)
+{
+    (void)state;
+    uint8_t r[AD_RTU_ADU_MAX];
+    /* Reads: only the byte count the request asks for. */
+    size_t n = ad_rtu_build_read(r, 1, 3, 0, 125);
+    assert_int_equal(expect(r, n, 1, 3, 250), 255);
+    assert_int_equal(expect(r, n, 1, 3, 248), -EMBBADDATA);
+    assert_int_equal(expect(r, n, 1, 3, 255), -EMBBADDATA);
+    assert_int_equal(expect(r, n, 1, 0x83, 2), 5);
+    assert_int_equal(expect(r, n, 1, 0x84, 2), -EMBBADDATA);
+    assert_int_equal(expect(r, n, 1, 4, 250), -EMBBADDATA);
+    assert_int_equal(expect(r, n, 1, 6, 0), -EMBBADDATA);
+    /* The unit is checked with the CRC, once the frame is in. */
+    assert_int_equal(expect(r, n, 9, 3, 250), 255);
+    n = ad_rtu_build_read(r, 1, 4, 7, 1);
+    assert_int_equal(expect(r, n, 1, 4, 2), 7);
+    assert_int_equal(expect(r, n, 1, 4, 255), -EMBBADDATA);
+    assert_int_equal(expect(r, n, 1, 4, 0), -EMBBADDATA);
+    n = ad_rtu_build_read(r, 1, 1, 0, 2000);
+    assert_int_equal(expect(r, n, 1, 1, 250), 255);
+    n = ad_rtu_build_read(r, 1, 2, 0, 9);
+    assert_int_equal(expect(r, n, 1, 2, 2), 7);
+    assert_int_equal(expect(r, n, 1, 2, 1), -EMBBADDATA);
+    /* Writes: an 8-byte echo, whatever the third byte. */
+    n = ad_rtu_build_write_single(r, 1, 6, 0, 1);
+    assert_int_equal(expect(r, n, 1, 6, 0xFF), 8);
+    const uint16_t regs[123] = {0};
+    n = ad_rtu_build_write_registers(r, 1, 0, 123, regs);
+    assert_int_equal(expect(r, n, 1, 16, 0), 8);
+    assert_int_equal(expect(r, n, 1, 0x90, 4), 5);
+    /* Not a request ADU. */
+    assert_int_equal(expect(r, 4, 1, 16, 0), -EMBBADDATA);
 }
 
 /* check_reply of `rsp_hex` (CRC appended) to the request; returns errno
@@ -257,7 +313,7 @@ static void test_check_reply(void **state)
 /* For each request the peer receives: `reply` bytes to send back (none:
  * stay silent), then whether to close the connection. */
 struct step {
-    uint8_t reply[AD_RTU_ADU_MAX];
+    uint8_t reply[2 * AD_RTU_ADU_MAX]; /* room for oversized replies */
     size_t reply_len;
     bool close_after;
 };
@@ -434,6 +490,54 @@ static void test_client_stale_input_dropped(void **state)
     peer_join(&p);
 }
 
+/* A reply of 255 data bytes (a 260-byte frame with a valid CRC) to reads
+ * of one register, of 125 registers and of 2000 coils: refused as a
+ * protocol error after its first 3 bytes, the rest dropped; nothing is
+ * written past the 256-byte frame buffer (ASan would report it), and the
+ * connection serves the next request. */
+static void test_client_oversized_reply(void **state)
+{
+    (void)state;
+    struct peer p = {0};
+    for (int i = 0; i < 3; i++) {
+        struct step *s = &p.steps[p.n_steps++];
+        uint8_t fc = i == 2 ? 1 : 3;
+        s->reply[0] = 1;
+        s->reply[1] = fc;
+        s->reply[2] = 255;
+        for (size_t k = 0; k < 255; k++)
+            s->reply[3 + k] = (uint8_t)(0xA5 ^ k);
+        uint16_t crc = ad_rtu_crc16(s->reply, 258);
+        s->reply[258] = (uint8_t)(crc & 0xFF);
+        s->reply[259] = (uint8_t)(crc >> 8);
+        s->reply_len = 260;
+    }
+    step_reply(&p, "01 03 02 1234", true);
+    peer_start(&p);
+
+    struct ad_rtu_tcp c;
+    ad_rtu_tcp_init(&c);
+    assert_int_equal(ad_rtu_tcp_connect(&c, "127.0.0.1", p.port, 2000), 0);
+    c.unit = 1;
+    c.timeout_ms = 2000;
+    uint16_t regs[125];
+    errno = 0;
+    assert_int_equal(ad_rtu_tcp_read_registers(&c, 0, 1, regs), -1);
+    assert_int_equal(errno, EMBBADDATA);
+    errno = 0;
+    assert_int_equal(ad_rtu_tcp_read_registers(&c, 0, 125, regs), -1);
+    assert_int_equal(errno, EMBBADDATA);
+    static uint8_t bits[2000];
+    errno = 0;
+    assert_int_equal(ad_rtu_tcp_read_bits(&c, 0, 2000, bits), -1);
+    assert_int_equal(errno, EMBBADDATA);
+    /* The rest of the bad frames is gone: the next reply is the right one. */
+    assert_int_equal(ad_rtu_tcp_read_registers(&c, 0, 1, regs), 1);
+    assert_int_equal(regs[0], 0x1234);
+    ad_rtu_tcp_close(&c);
+    peer_join(&p);
+}
+
 static void test_client_connect_errors(void **state)
 {
     (void)state;
@@ -480,9 +584,11 @@ int main(void)
         cmocka_unit_test(test_build_requests),
         cmocka_unit_test(test_build_limits),
         cmocka_unit_test(test_reply_len),
+        cmocka_unit_test(test_reply_expect),
         cmocka_unit_test(test_check_reply),
         cmocka_unit_test(test_client_transactions),
         cmocka_unit_test(test_client_stale_input_dropped),
+        cmocka_unit_test(test_client_oversized_reply),
         cmocka_unit_test(test_client_connect_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
