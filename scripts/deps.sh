@@ -9,6 +9,12 @@ PKGS=(
   libcmocka-dev
   prosody gnutls-bin python3-slixmpp python3-pymodbus mbpoll socat
   procps iproute2
+  # pymodbus's client imports serial and serial_asyncio (only Recommends of
+  # python3-pymodbus, which --no-install-recommends leaves out).
+  python3-serial python3-serial-asyncio
+  # tests/integration/test_systemd_unit.py: systemd-analyze, and the unit's
+  # sandbox applied without systemd as PID 1 (scripts/unit-sandbox.py).
+  systemd bubblewrap python3-seccomp util-linux
 )
 
 missing=()
