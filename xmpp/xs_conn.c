@@ -1371,8 +1371,10 @@ static void on_connected(uv_connect_t *req, int status)
     c->last_rx = c->attempt_start;
     struct xs_parser_opts po = {.max_stanza_bytes = c->stanza_max,
                                 .content_ns = XS_NS_CLIENT};
-    struct xs_parser_cbs pc = {on_stream_start, on_stanza, on_stream_end,
-                               on_parse_error};
+    struct xs_parser_cbs pc = {.stream_start = on_stream_start,
+                               .stanza = on_stanza,
+                               .stream_end = on_stream_end,
+                               .error = on_parse_error};
     c->parser = xs_parser_new(&pc, c, &po);
     if (!c->parser) {
         drop(c, GW_ENOMEM, "out of memory");

@@ -4,7 +4,14 @@
  * One xmlParserCtxt per stream: a reset frees it and the next feed creates
  * a fresh one (xmpp-iot-reference 6.6).  Nothing in the SAX handlers may
  * longjmp or abort: a failure records the error, stops libxml2 with
- * xmlStopParser, and every handler returns at once while p->stopped. */
+ * xmlStopParser, and every handler returns at once while p->stopped.
+ *
+ * A stanza that breaks a per-stanza limit is skipped, not fatal: the
+ * handlers only count levels until its end tag, then report it dropped.
+ * When libxml2's name dictionary has grown past max_names at the end of a
+ * stanza, the context is replaced ("recycled") at that boundary: the bytes
+ * libxml2 had not parsed yet are copied out before it is stopped, and fed,
+ * after a synthetic copy of the stream header, to the new context. */
 #include "xs_parser.h"
 
 #include <libxml/parser.h>
@@ -18,16 +25,18 @@
 #include <strings.h>
 
 #include "gw_err.h"
+#include "xs_buf.h"
 #include "xs_stanza_int.h"
 
 /* Input goes to libxml2 in pieces of at most this size, so that the
  * unparsed backlog can be checked often enough to bound memory. */
 #define XS_PARSER_PIECE 16384u
 
-/* Markup bytes counted per element (<a></a> minus the names) and per
- * attribute ( ='' ). */
-#define XS_ELEM_OVERHEAD 5u
-#define XS_ATTR_OVERHEAD 4u
+/* What the start tag of the current top-level element said (for
+ * stanza_dropped). */
+struct capture {
+    char *name, *ns, *id, *from, *to, *type;
+};
 
 struct xs_parser {
     xmlSAXHandler sax;
@@ -37,13 +46,14 @@ struct xs_parser {
     size_t max_bytes;
     unsigned max_depth;
     unsigned max_attrs;
+    size_t max_elements;
     size_t max_names;
+    size_t hard_bytes; /* XS_PARSER_HARD_FACTOR * max_bytes */
     char *content_ns;
 
     unsigned level;        /* open elements, the stream included */
     struct xs_stanza *top; /* the stanza being built */
     struct xs_stanza *cur; /* its innermost open element */
-    size_t stanza_size;    /* counted size of the stanza so far */
     size_t fed;            /* bytes given to this ctxt */
     size_t stop_pos;       /* ctxt position when a reset was requested */
     bool stopped;          /* no more SAX work for this ctxt */
@@ -56,6 +66,25 @@ struct xs_parser {
     const char *cond;      /* stream error condition */
     char errtext[128];
     size_t discarded;
+
+    /* The current top-level element. */
+    size_t st_start;    /* ctxt position of its '<' */
+    size_t st_elements; /* elements so far */
+    size_t dict_base;   /* dictionary size when it began */
+    size_t boundary;    /* ctxt position where the last one ended */
+    bool skipping;      /* a limit was hit: skip to its end */
+    enum xs_parser_limit skip_limit;
+    char skip_reason[96];
+    struct capture cap;
+
+    /* Context recycling. */
+    struct xs_buf header; /* synthetic stream header for a new context */
+    bool replaying;       /* the synthetic header is being parsed */
+    bool recycle_pending; /* stopped at a boundary to recycle */
+    char *carry;          /* unparsed bytes copied out at that boundary */
+    size_t carry_len;
+
+    struct xs_parser_stats stats;
 };
 
 /* ---- errors --------------------------------------------------------------
@@ -209,6 +238,44 @@ static xmlParserInputPtr on_resolve_entity(void *ctx, const xmlChar *public_id,
     return NULL;
 }
 
+/* ---- positions -----------------------------------------------------------
+ */
+
+/* The ctxt position (bytes of input consumed by libxml2). */
+static size_t pos_now(const struct xs_parser *p)
+{
+    long v = p->ctxt ? xmlByteConsumed(p->ctxt) : -1;
+    return v > 0 ? (size_t)v : 0;
+}
+
+/* The position of the '<' of the start tag being reported.  libxml2 reports
+ * a start tag with the input at its '>' (or "/>"), and no '<' can occur
+ * inside a start tag, so it is the last '<' before that.  (libxml2 never
+ * shrinks its buffer past the '<' of a tag it is parsing; if it ever did,
+ * the end of the previous element is used: the whitespace between them is
+ * then counted too.) */
+static size_t tag_start(const struct xs_parser *p)
+{
+    size_t pos = pos_now(p);
+    xmlParserInputPtr in = p->ctxt->input;
+    if (in && in->base && in->cur && in->cur >= in->base) {
+        for (const xmlChar *c = in->cur; c > in->base;) {
+            c--;
+            if (*c == '<') {
+                size_t back = (size_t)(in->cur - c);
+                return back <= pos ? pos - back : 0;
+            }
+        }
+    }
+    return p->boundary;
+}
+
+static size_t dict_size(const struct xs_parser *p)
+{
+    int n = p->ctxt && p->ctxt->dict ? xmlDictSize(p->ctxt->dict) : 0;
+    return n > 0 ? (size_t)n : 0;
+}
+
 /* ---- tree building -------------------------------------------------------
  */
 
@@ -223,18 +290,6 @@ static bool all_space(const char *s, size_t n)
 static size_t xlen(const xmlChar *s)
 {
     return s ? strlen((const char *)s) : 0;
-}
-
-/* Adds to the stanza's counted size; false (and failed) when over. */
-static bool count(struct xs_parser *p, size_t n)
-{
-    if (n > p->max_bytes - p->stanza_size) {
-        fail(p, GW_ELIMIT, "policy-violation", "stanza exceeds %zu bytes",
-             p->max_bytes);
-        return false;
-    }
-    p->stanza_size += n;
-    return true;
 }
 
 /* With replaceEntities off, libxml2 hands attribute values and namespace
@@ -264,6 +319,28 @@ static int decode_amp(const char *s, size_t *len, char **dec)
     *dec = d;
     *len = o;
     return 0;
+}
+
+/* A decoded, NUL-terminated copy of s[0..len), or NULL (no memory, not
+ * valid UTF-8, or longer than XS_PARSER_INFO_MAX once decoded). */
+static char *dup_decoded(const xmlChar *s, size_t len)
+{
+    if (!s)
+        return NULL;
+    char *dec;
+    if (decode_amp((const char *)s, &len, &dec) != 0)
+        return NULL;
+    const char *src = dec ? dec : (const char *)s;
+    char *out = NULL;
+    if (len <= XS_PARSER_INFO_MAX && xs__utf8_valid(src, len)) {
+        out = malloc(len + 1);
+        if (out) {
+            memcpy(out, src, len);
+            out[len] = '\0';
+        }
+    }
+    free(dec);
+    return out;
 }
 
 /* Adds one attribute (or xmlns:prefix declaration), value decoded. */
@@ -317,22 +394,13 @@ static bool bad_chars(struct xs_parser *p, const xmlChar *s, size_t len)
 
 /* Builds an element from a SAX2 start tag, with its xmlns:prefix
  * declarations (but not xmlns:stream, which the serializer owns) and
- * attributes.  Also adds their counted size when counting.  NULL after
- * fail(). */
+ * attributes.  The caller has checked the limits.  NULL after fail(). */
 static struct xs_stanza *build_element(struct xs_parser *p,
                                        const xmlChar *local, const xmlChar *uri,
                                        int nb_ns, const xmlChar **nss,
-                                       int nb_attrs, const xmlChar **attrs,
-                                       bool counting)
+                                       int nb_attrs, const xmlChar **attrs)
 {
     size_t nlen = xlen(local);
-    if ((size_t)nb_ns + (size_t)nb_attrs > p->max_attrs) {
-        fail(p, GW_ELIMIT, "policy-violation",
-             "more than %u attributes on one element", p->max_attrs);
-        return NULL;
-    }
-    if (counting && !count(p, 2 * nlen + XS_ELEM_OVERHEAD))
-        return NULL;
     if (bad_chars(p, local, nlen) || bad_chars(p, uri, xlen(uri)))
         return NULL;
     for (int i = 0; i < nb_ns; i++)
@@ -361,32 +429,215 @@ static struct xs_stanza *build_element(struct xs_parser *p,
         const xmlChar *pfx = nss[2 * i], *u = nss[2 * i + 1];
         if (!pfx || strcmp((const char *)pfx, "stream") == 0)
             continue;
-        size_t ulen = xlen(u);
-        if (counting && !count(p, 6 + xlen(pfx) + ulen + XS_ATTR_OVERHEAD))
-            goto failed;
-        if (add_attr(e, BAD_CAST "xmlns", pfx, u ? u : BAD_CAST "", ulen))
+        if (add_attr(e, BAD_CAST "xmlns", pfx, u ? u : BAD_CAST "", xlen(u)))
             goto nomem;
     }
     for (int i = 0; i < nb_attrs; i++) {
         const xmlChar **a = attrs + 5 * i; /* local, prefix, URI, v, end */
-        size_t vlen = (size_t)(a[4] - a[3]);
-        if (counting &&
-            !count(p, xlen(a[1]) + xlen(a[0]) + vlen + XS_ATTR_OVERHEAD))
-            goto failed;
-        if (add_attr(e, a[1], a[0], a[3], vlen))
+        if (add_attr(e, a[1], a[0], a[3], (size_t)(a[4] - a[3])))
             goto nomem;
     }
     return e;
 nomem:
     fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
-failed:
     xs_stanza_free(e);
     return NULL;
 }
 
+/* ---- the synthetic stream header ---------------------------------------- */
+
+/* Appends v (raw from libxml2, '&' as "&#38;") escaped for a '...'
+ * attribute value. */
+static int header_value(struct xs_buf *b, const xmlChar *v)
+{
+    size_t len = xlen(v);
+    char *dec;
+    if (decode_amp((const char *)v, &len, &dec) != 0)
+        return GW_ENOMEM;
+    const char *s = dec ? dec : (const char *)v;
+    int rc = 0;
+    for (size_t i = 0; i < len && rc == 0; i++) {
+        switch (s[i]) {
+        case '&':
+            rc = xs_buf_append_str(b, "&amp;");
+            break;
+        case '<':
+            rc = xs_buf_append_str(b, "&lt;");
+            break;
+        case '\'':
+            rc = xs_buf_append_str(b, "&apos;");
+            break;
+        case '\t':
+            rc = xs_buf_append_str(b, "&#9;");
+            break;
+        case '\n':
+            rc = xs_buf_append_str(b, "&#10;");
+            break;
+        case '\r':
+            rc = xs_buf_append_str(b, "&#13;");
+            break;
+        default:
+            rc = xs_buf_append(b, s + i, 1);
+        }
+    }
+    free(dec);
+    return rc;
+}
+
+/* Writes "<P:stream xmlns:P='...' xmlns='...' ...>" with the stream's
+ * namespace declarations, for a recycled context. */
+static int save_header(struct xs_parser *p, const xmlChar *local,
+                       const xmlChar *prefix, int nb_ns, const xmlChar **nss)
+{
+    struct xs_buf *b = &p->header;
+    xs_buf_close(b);
+    xs_buf_init(b, p->hard_bytes + 4 * XS_PARSER_PIECE);
+    int rc = xs_buf_append_str(b, "<");
+    if (!rc && prefix) {
+        rc = xs_buf_append_str(b, (const char *)prefix);
+        if (!rc)
+            rc = xs_buf_append_str(b, ":");
+    }
+    if (!rc)
+        rc = xs_buf_append_str(b, (const char *)local);
+    for (int i = 0; i < nb_ns && !rc; i++) {
+        rc = xs_buf_append_str(b, nss[2 * i] ? " xmlns:" : " xmlns");
+        if (!rc && nss[2 * i])
+            rc = xs_buf_append_str(b, (const char *)nss[2 * i]);
+        if (!rc)
+            rc = xs_buf_append_str(b, "='");
+        if (!rc)
+            rc = header_value(b, nss[2 * i + 1]);
+        if (!rc)
+            rc = xs_buf_append_str(b, "'");
+    }
+    if (!rc)
+        rc = xs_buf_append_str(b, ">");
+    return rc;
+}
+
+/* ---- the current top-level element -------------------------------------- */
+
+static void capture_clear(struct capture *c)
+{
+    free(c->name);
+    free(c->ns);
+    free(c->id);
+    free(c->from);
+    free(c->to);
+    free(c->type);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Keeps name, namespace, id, from, to and type of a top-level start tag,
+ * whatever limit it breaks. */
+static void capture(struct xs_parser *p, const xmlChar *local,
+                    const xmlChar *uri, int nb_attrs, const xmlChar **attrs)
+{
+    struct capture *c = &p->cap;
+    capture_clear(c);
+    c->name = dup_decoded(local, xlen(local));
+    c->ns = dup_decoded(uri ? uri : BAD_CAST "", xlen(uri));
+    for (int i = 0; i < nb_attrs; i++) {
+        const xmlChar **a = attrs + 5 * i;
+        if (a[1])
+            continue; /* prefixed */
+        const char *n = (const char *)a[0];
+        char **slot = strcmp(n, "id") == 0     ? &c->id
+                      : strcmp(n, "from") == 0 ? &c->from
+                      : strcmp(n, "to") == 0   ? &c->to
+                      : strcmp(n, "type") == 0 ? &c->type
+                                               : NULL;
+        if (slot && !*slot)
+            *slot = dup_decoded(a[3], (size_t)(a[4] - a[3]));
+    }
+}
+
+static void skip(struct xs_parser *p, enum xs_parser_limit limit,
+                 const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Drops the stanza being built: the rest of it is only counted. */
+static void skip(struct xs_parser *p, enum xs_parser_limit limit,
+                 const char *fmt, ...)
+{
+    p->skipping = true;
+    p->skip_limit = limit;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->skip_reason, sizeof(p->skip_reason), fmt, ap);
+    va_end(ap);
+    xs_stanza_free(p->top);
+    p->top = NULL;
+    p->cur = NULL;
+}
+
+/* A top-level element ended (delivered or dropped): starts a new libxml2
+ * context at this boundary when the dictionary is too big.  The unparsed
+ * bytes are copied out first (xmlStopParser discards them). */
+static void stanza_done(struct xs_parser *p)
+{
+    capture_clear(&p->cap);
+    p->skipping = false;
+    p->boundary = pos_now(p);
+    if (p->stopped || !p->ctxt || dict_size(p) <= p->max_names) {
+        p->dict_base = dict_size(p);
+        return;
+    }
+    xmlParserInputPtr in = p->ctxt->input;
+    size_t rest =
+        in && in->cur && in->end > in->cur ? (size_t)(in->end - in->cur) : 0;
+    if (rest != p->fed - p->boundary) {
+        /* Not what libxml2 2.9.14 does; never guess which bytes follow. */
+        fail(p, GW_EIO, "internal-server-error",
+             "cannot restart the parser (%zu of %zu bytes)", rest,
+             p->fed - p->boundary);
+        return;
+    }
+    free(p->carry);
+    p->carry = rest ? malloc(rest) : NULL;
+    if (rest && !p->carry) {
+        fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
+        return;
+    }
+    if (rest)
+        memcpy(p->carry, in->cur, rest);
+    p->carry_len = rest;
+    p->recycle_pending = true;
+    halt(p);
+}
+
+/* The skipped element ended: reports it. */
+static void report_dropped(struct xs_parser *p)
+{
+    size_t wire = pos_now(p) - p->st_start;
+    if (p->skip_limit == XS_LIMIT_SIZE)
+        snprintf(p->skip_reason, sizeof(p->skip_reason),
+                 "stanza of %zu bytes exceeds %zu", wire, p->max_bytes);
+    p->stats.dropped++;
+    if (p->cbs.stanza_dropped) {
+        struct xs_dropped_info info = {
+            .name = p->cap.name ? p->cap.name : "",
+            .ns = p->cap.ns ? p->cap.ns : "",
+            .id = p->cap.id,
+            .from = p->cap.from,
+            .to = p->cap.to,
+            .type = p->cap.type,
+            .limit = p->skip_limit,
+            .reason = p->skip_reason,
+            .wire_bytes = wire,
+        };
+        p->cbs.stanza_dropped(p->data, &info);
+    }
+    stanza_done(p);
+}
+
+/* ---- SAX handlers --------------------------------------------------------
+ */
+
 static void stream_start(struct xs_parser *p, const xmlChar *local,
-                         const xmlChar *uri, int nb_ns, const xmlChar **nss,
-                         int nb_attrs, const xmlChar **attrs)
+                         const xmlChar *prefix, const xmlChar *uri, int nb_ns,
+                         const xmlChar **nss, int nb_attrs,
+                         const xmlChar **attrs)
 {
     xmlParserInputPtr in = p->ctxt->input;
     if (in && in->buf && in->buf->encoder) {
@@ -412,11 +663,24 @@ static void stream_start(struct xs_parser *p, const xmlChar *local,
              "stream content namespace is not %s", p->content_ns);
         return;
     }
+    if ((size_t)nb_ns + (size_t)nb_attrs > p->max_attrs) {
+        fail(p, GW_ELIMIT, "policy-violation",
+             "more than %u attributes on the stream header", p->max_attrs);
+        return;
+    }
+    p->level = 1;
+    p->boundary = pos_now(p);
+    p->dict_base = dict_size(p);
+    if (p->replaying)
+        return; /* a recycled context: the stream goes on */
+    if (save_header(p, local, prefix, nb_ns, nss) != 0) {
+        fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
+        return;
+    }
     struct xs_stanza *e =
-        build_element(p, local, uri, nb_ns, nss, nb_attrs, attrs, false);
+        build_element(p, local, uri, nb_ns, nss, nb_attrs, attrs);
     if (!e)
         return;
-    p->level = 1;
     if (p->cbs.stream_start) {
         struct xs_stream_info info = {
             .from = xs_stanza_attr(e, "from"),
@@ -441,25 +705,37 @@ static void on_start(void *ctx, const xmlChar *local, const xmlChar *prefix,
     struct xs_parser *p = ctx;
     if (p->stopped)
         return;
-    if (p->ctxt->dict && (size_t)xmlDictSize(p->ctxt->dict) > p->max_names) {
-        fail(p, GW_ELIMIT, "policy-violation",
-             "more than %zu distinct names in the stream", p->max_names);
+    if (p->level == 0) {
+        stream_start(p, local, prefix, uri, nb_ns, nss, nb_attrs, attrs);
         return;
     }
-    if (p->level == 0) {
-        stream_start(p, local, uri, nb_ns, nss, nb_attrs, attrs);
-        return;
+    if (p->level == 1) {
+        p->st_start = tag_start(p);
+        p->st_elements = 0;
+        p->skipping = false;
+        capture(p, local, uri, nb_attrs, attrs);
     }
     /* The stanza element opens at level 1 and gets depth 1. */
-    if (p->level > p->max_depth) {
-        fail(p, GW_ELIMIT, "policy-violation", "stanza deeper than %u",
-             p->max_depth);
+    p->level++;
+    if (p->skipping)
         return;
-    }
-    if (p->level == 1)
-        p->stanza_size = 0;
+    size_t names = dict_size(p) - p->dict_base;
+    size_t wire = pos_now(p) - p->st_start;
+    if (p->level - 1 > p->max_depth)
+        skip(p, XS_LIMIT_DEPTH, "stanza deeper than %u", p->max_depth);
+    else if ((size_t)nb_ns + (size_t)nb_attrs > p->max_attrs)
+        skip(p, XS_LIMIT_ATTRS, "more than %u attributes on one element",
+             p->max_attrs);
+    else if (++p->st_elements > p->max_elements)
+        skip(p, XS_LIMIT_ELEMENTS, "more than %zu elements", p->max_elements);
+    else if (names > p->max_names)
+        skip(p, XS_LIMIT_NAMES, "more than %zu new names", p->max_names);
+    else if (wire > p->max_bytes)
+        skip(p, XS_LIMIT_SIZE, "stanza exceeds %zu bytes", p->max_bytes);
+    if (p->skipping)
+        return;
     struct xs_stanza *e =
-        build_element(p, local, uri, nb_ns, nss, nb_attrs, attrs, true);
+        build_element(p, local, uri, nb_ns, nss, nb_attrs, attrs);
     if (!e)
         return;
     if (p->cur)
@@ -467,7 +743,6 @@ static void on_start(void *ctx, const xmlChar *local, const xmlChar *prefix,
     else
         p->top = e;
     p->cur = e;
-    p->level++;
 }
 
 static void on_end(void *ctx, const xmlChar *local, const xmlChar *prefix,
@@ -482,12 +757,17 @@ static void on_end(void *ctx, const xmlChar *local, const xmlChar *prefix,
             p->cbs.stream_end(p->data);
         return;
     }
+    p->level--;
+    if (p->skipping) {
+        if (p->level == 1)
+            report_dropped(p);
+        return;
+    }
     struct xs_stanza *e = p->cur;
     if (e->first && e->text_len && all_space(e->text, e->text_len)) {
         e->text_len = 0;
         e->text[0] = '\0';
     }
-    p->level--;
     if (p->level > 1) {
         p->cur = e->parent;
         return;
@@ -495,10 +775,19 @@ static void on_end(void *ctx, const xmlChar *local, const xmlChar *prefix,
     struct xs_stanza *top = p->top;
     p->top = NULL;
     p->cur = NULL;
+    size_t wire = pos_now(p) - p->st_start;
+    if (wire > p->max_bytes) {
+        xs_stanza_free(top);
+        p->skip_limit = XS_LIMIT_SIZE;
+        report_dropped(p);
+        return;
+    }
+    p->stats.stanzas++;
     if (p->cbs.stanza)
         p->cbs.stanza(p->data, top);
     else
         xs_stanza_free(top);
+    stanza_done(p);
 }
 
 static void on_chars(void *ctx, const xmlChar *ch, int len)
@@ -512,7 +801,13 @@ static void on_chars(void *ctx, const xmlChar *ch, int len)
             fail(p, GW_EPARSE, "bad-format", "text at stream level");
         return;
     }
-    if (!count(p, n) || bad_chars(p, ch, n))
+    if (p->skipping)
+        return;
+    if (pos_now(p) - p->st_start > p->max_bytes) {
+        skip(p, XS_LIMIT_SIZE, "stanza exceeds %zu bytes", p->max_bytes);
+        return;
+    }
+    if (bad_chars(p, ch, n))
         return;
     if (xs__stanza_append_text_raw(p->cur, (const char *)ch, n) != 0)
         fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
@@ -531,7 +826,6 @@ static void drop_ctxt(struct xs_parser *p)
     p->top = NULL;
     p->cur = NULL;
     p->level = 0;
-    p->stanza_size = 0;
     p->fed = 0;
     p->stopped = false;
     p->reset_pending = false;
@@ -539,6 +833,15 @@ static void drop_ctxt(struct xs_parser *p)
     p->cond = NULL;
     p->errtext[0] = '\0';
     p->err_reported = false;
+    p->skipping = false;
+    p->st_start = p->st_elements = p->dict_base = p->boundary = 0;
+    capture_clear(&p->cap);
+    xs_buf_close(&p->header);
+    p->replaying = false;
+    p->recycle_pending = false;
+    free(p->carry);
+    p->carry = NULL;
+    p->carry_len = 0;
 }
 
 static int make_ctxt(struct xs_parser *p)
@@ -546,7 +849,8 @@ static int make_ctxt(struct xs_parser *p)
     p->ctxt = xmlCreatePushParserCtxt(&p->sax, p, NULL, 0, NULL);
     if (!p->ctxt)
         return GW_ENOMEM;
-    /* NONET; never NOENT, DTDLOAD or HUGE. */
+    /* NONET; never NOENT, DTDLOAD or HUGE.  (libxml2 2.9.14 applies no
+     * depth limit of its own to a push parser: see docs/xmpp-parser.md.) */
     xmlCtxtUseOptions(p->ctxt, XML_PARSE_NONET);
     return 0;
 }
@@ -563,6 +867,7 @@ struct xs_parser *xs_parser_new(const struct xs_parser_cbs *cbs, void *data,
     p->max_bytes = XS_PARSER_MAX_STANZA_DEFAULT;
     p->max_depth = XS_PARSER_MAX_DEPTH_DEFAULT;
     p->max_attrs = XS_PARSER_MAX_ATTRS_DEFAULT;
+    p->max_elements = XS_PARSER_MAX_ELEMENTS_DEFAULT;
     p->max_names = XS_PARSER_MAX_NAMES_DEFAULT;
     if (opts) {
         if (opts->max_stanza_bytes)
@@ -571,6 +876,8 @@ struct xs_parser *xs_parser_new(const struct xs_parser_cbs *cbs, void *data,
             p->max_depth = opts->max_depth;
         if (opts->max_attrs)
             p->max_attrs = opts->max_attrs;
+        if (opts->max_elements)
+            p->max_elements = opts->max_elements;
         if (opts->max_names)
             p->max_names = opts->max_names;
         if (opts->content_ns) {
@@ -583,6 +890,12 @@ struct xs_parser *xs_parser_new(const struct xs_parser_cbs *cbs, void *data,
     }
     if (p->max_depth > XS_PARSER_MAX_DEPTH_LIMIT)
         p->max_depth = XS_PARSER_MAX_DEPTH_LIMIT;
+    p->hard_bytes = p->max_bytes > SIZE_MAX / XS_PARSER_HARD_FACTOR
+                        ? SIZE_MAX
+                        : p->max_bytes * XS_PARSER_HARD_FACTOR;
+    if (p->hard_bytes < XS_PARSER_HARD_MIN)
+        p->hard_bytes = XS_PARSER_HARD_MIN;
+    xs_buf_init(&p->header, p->hard_bytes + 4 * XS_PARSER_PIECE);
 
     xmlSAXHandler *s = &p->sax;
     s->initialized = XML_SAX2_MAGIC;
@@ -633,8 +946,7 @@ void xs_parser_reset(struct xs_parser *p)
         return;
     if (p->in_feed) {
         if (!p->reset_pending && p->ctxt && !p->stopped) {
-            long pos = xmlByteConsumed(p->ctxt);
-            p->stop_pos = pos > 0 ? (size_t)pos : 0;
+            p->stop_pos = pos_now(p);
             /* libxml2 reports a start tag before it consumes its '>' or
              * '/>', which the tag parser has already seen. */
             const xmlChar *c = p->ctxt->input ? p->ctxt->input->cur : NULL;
@@ -676,6 +988,59 @@ static int report(struct xs_parser *p)
     return rc;
 }
 
+/* Hands in[0..len) to libxml2 in pieces until done or stopped, checking
+ * the hard cap after each piece.  Returns the bytes handed over. */
+static size_t push(struct xs_parser *p, const char *in, size_t len)
+{
+    size_t off = 0;
+    while (off < len && !p->stopped) {
+        size_t n = len - off;
+        if (n > XS_PARSER_PIECE)
+            n = XS_PARSER_PIECE;
+        p->fed += n;
+        int r = xmlParseChunk(p->ctxt, in + off, (int)n, 0);
+        off += n;
+        if (p->stopped)
+            break;
+        if (r != 0) {
+            fail(p, GW_EPARSE, "not-well-formed",
+                 "not well-formed (libxml2 error %d)", r);
+            break;
+        }
+        size_t pos = pos_now(p);
+        if (p->fed - pos > p->hard_bytes)
+            fail(p, GW_ELIMIT, "policy-violation",
+                 "unparsed input exceeds %zu bytes", p->hard_bytes);
+        else if (p->level >= 2 && pos - p->st_start > p->hard_bytes)
+            fail(p, GW_ELIMIT, "policy-violation",
+                 "one element exceeds %zu bytes", p->hard_bytes);
+    }
+    return off;
+}
+
+/* Replaces the context at a stanza boundary (see stanza_done): a new one
+ * that has parsed the synthetic stream header. */
+static void recycle(struct xs_parser *p)
+{
+    p->recycle_pending = false;
+    if (p->ctxt)
+        xmlFreeParserCtxt(p->ctxt);
+    p->ctxt = NULL;
+    p->stopped = false;
+    p->level = 0;
+    p->fed = 0;
+    if (make_ctxt(p) != 0) {
+        fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
+        return;
+    }
+    p->replaying = true;
+    push(p, p->header.data, p->header.len);
+    p->replaying = false;
+    if (!p->stopped && p->level != 1)
+        fail(p, GW_EIO, "internal-server-error", "cannot restart the parser");
+    p->stats.recycles++;
+}
+
 int xs_parser_feed(struct xs_parser *p, const void *data, size_t len)
 {
     if (!p || (len && !data))
@@ -692,28 +1057,54 @@ int xs_parser_feed(struct xs_parser *p, const void *data, size_t len)
         return report(p);
     }
     const char *in = data;
-    size_t off = 0;
+    size_t off = 0;     /* bytes of data handed to libxml2 */
+    char *carry = NULL; /* bytes to parse before data[off..] */
+    size_t clen = 0, cused = 0;
     p->in_feed = true;
-    while (off < len && !p->stopped) {
-        size_t n = len - off;
-        if (n > XS_PARSER_PIECE)
-            n = XS_PARSER_PIECE;
-        p->fed += n;
-        int r = xmlParseChunk(p->ctxt, in + off, (int)n, 0);
-        off += n;
+    for (;;) {
+        if (carry)
+            cused = push(p, carry, clen);
+        else
+            off += push(p, in + off, len - off);
+        if (p->recycle_pending && !p->err && !p->reset_pending &&
+            !p->free_pending) {
+            /* What libxml2 had not parsed, then the rest of the carry. */
+            size_t rest = carry ? clen - cused : 0;
+            char *next = p->carry;
+            size_t nlen = p->carry_len;
+            if (rest) {
+                next = realloc(p->carry, nlen + rest);
+                if (!next) {
+                    fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
+                    break;
+                }
+                memcpy(next + nlen, carry + cused, rest);
+                nlen += rest;
+            }
+            p->carry = NULL;
+            p->carry_len = 0;
+            free(carry);
+            carry = next;
+            clen = nlen;
+            cused = 0;
+            recycle(p);
+            if (!carry) /* nothing followed the boundary */
+                clen = 0;
+            continue;
+        }
         if (p->stopped)
             break;
-        if (r != 0) {
-            fail(p, GW_EPARSE, "not-well-formed",
-                 "not well-formed (libxml2 error %d)", r);
-            break;
+        if (carry) {
+            free(carry);
+            carry = NULL;
+            clen = cused = 0;
         }
-        long pos = xmlByteConsumed(p->ctxt);
-        if (pos >= 0 && p->fed - (size_t)pos > p->max_bytes)
-            fail(p, GW_ELIMIT, "policy-violation",
-                 "unparsed input exceeds %zu bytes", p->max_bytes);
+        if (off >= len)
+            break;
     }
     p->in_feed = false;
+    size_t unfed = (len - off) + (carry ? clen - cused : 0);
+    free(carry);
     if (p->free_pending) {
         destroy(p);
         return GW_ECANCELED;
@@ -721,7 +1112,7 @@ int xs_parser_feed(struct xs_parser *p, const void *data, size_t len)
     if (p->reset_pending) {
         size_t dropped = p->fed > p->stop_pos ? p->fed - p->stop_pos : 0;
         drop_ctxt(p);
-        p->discarded = dropped + (len - off);
+        p->discarded = dropped + unfed;
         return 0;
     }
     return report(p);
@@ -740,4 +1131,30 @@ const char *xs_parser_error_text(const struct xs_parser *p)
 size_t xs_parser_discarded(const struct xs_parser *p)
 {
     return p ? p->discarded : 0;
+}
+
+const char *xs_parser_limit_name(enum xs_parser_limit limit)
+{
+    switch (limit) {
+    case XS_LIMIT_SIZE:
+        return "size";
+    case XS_LIMIT_DEPTH:
+        return "depth";
+    case XS_LIMIT_ATTRS:
+        return "attributes";
+    case XS_LIMIT_ELEMENTS:
+        return "elements";
+    case XS_LIMIT_NAMES:
+        return "names";
+    }
+    return "?";
+}
+
+void xs_parser_get_stats(const struct xs_parser *p, struct xs_parser_stats *out)
+{
+    if (!p) {
+        memset(out, 0, sizeof(*out));
+        return;
+    }
+    *out = p->stats;
 }

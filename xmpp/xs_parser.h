@@ -2,19 +2,46 @@
  *
  * Bytes go in with xs_parser_feed, in pieces of any size split anywhere
  * (even inside a UTF-8 character); callbacks come out:
- *   stream_start  when <stream:stream ...> is complete;
- *   stanza        when a top-level element (child of the stream) is
- *                 complete, with the whole tree.  The callee OWNS the tree
- *                 and frees it with xs_stanza_free (or keeps it);
- *   stream_end    on </stream:stream>;
- *   error         once, when the stream fails (see below).
+ *   stream_start    when <stream:stream ...> is complete;
+ *   stanza          when a top-level element (child of the stream) is
+ *                   complete, with the whole tree.  The callee OWNS the
+ *                   tree and frees it with xs_stanza_free (or keeps it);
+ *   stanza_dropped  when a top-level element broke a per-stanza limit and
+ *                   was skipped (see Limits); the stream goes on;
+ *   stream_end      on </stream:stream>;
+ *   error           once, when the stream fails (see below).
  * Callbacks run inside xs_parser_feed.  From a callback you may call
  * xs_parser_reset and xs_parser_free (both deferred until the parser is off
  * the stack, see below), but not xs_parser_feed.
  *
- * Errors.  A failure stops the parser: feed returns the error now and on
- * every later call until xs_parser_reset.  xs_parser_condition gives the
- * RFC 6120 stream error condition to send in <stream:error>:
+ * Limits are per stanza and never fatal.  A top-level element that is
+ * deeper than max_depth, has an element with more than max_attrs
+ * attributes, more than max_elements elements, introduces more than
+ * max_names new names, or takes more than max_stanza_bytes bytes on the
+ * wire is DROPPED: from the moment the limit is hit the parser skips the
+ * rest of that element (it builds nothing, so memory stays bounded), then
+ * calls stanza_dropped with what it captured from the element's start tag
+ * (name, namespace, id, from, to, type, also when the start tag itself
+ * broke the limit), the limit and a reason, and goes on with the next
+ * stanza.  The size is the element's bytes on the wire, from its '<' to the
+ * end of its end tag, as servers count it; whitespace between stanzas is
+ * not counted.  The decision is exact at the end tag (a stanza of exactly
+ * max_stanza_bytes passes), and made as soon as the position passes the
+ * limit otherwise.
+ *
+ * Distinct names.  libxml2 interns every name (elements, attributes,
+ * prefixes, namespace URIs) in a dictionary that lives as long as its
+ * parser context.  Besides the per-stanza limit, whenever the dictionary
+ * holds more than max_names names at the end of a stanza, the parser
+ * starts a new libxml2 context at that boundary: it feeds the new context a
+ * copy of the stream header with the same namespace declarations (no
+ * stream_start callback), then the bytes that followed the boundary.  A
+ * stream of ever-new names therefore runs forever in bounded memory.
+ *
+ * Errors.  A failure of the stream stops the parser: feed returns the
+ * error now and on every later call until xs_parser_reset.
+ * xs_parser_condition gives the RFC 6120 stream error condition to send in
+ * <stream:error>:
  *   restricted-xml       DOCTYPE, entity declarations or references other
  *                        than the 5 predefined, comments, processing
  *                        instructions (GW_EFORBIDDEN);
@@ -26,22 +53,16 @@
  *                        http://etherx.jabber.org/streams, or its default
  *                        namespace is not opts.content_ns (GW_EPROTO);
  *   unsupported-encoding not UTF-8 (GW_EUNSUPPORTED);
- *   policy-violation     a limit of struct xs_parser_opts (GW_ELIMIT);
+ *   policy-violation     the hard cap (GW_ELIMIT): more than
+ *                        XS_PARSER_HARD_FACTOR x max_stanza_bytes (at
+ *                        least XS_PARSER_HARD_MIN) that
+ *                        libxml2 holds unparsed (one endless start tag),
+ *                        or one top-level element, even a skipped one,
+ *                        longer than that; also a stream header over
+ *                        max_attrs;
  *   resource-constraint  out of memory (GW_ENOMEM).
- *
- * Limits.  A stanza's size is counted as the bytes it would take
- * serialized (names twice, attributes, text after entity decoding, plus a
- * few bytes of markup per element and attribute), independent of how the
- * input is split.  In addition, bytes that libxml2 holds without having
- * parsed them yet (one huge start tag) may not exceed max_stanza_bytes
- * (this guard alone depends on the split: it can fire only while one tag
- * longer than the limit is incomplete);
- * input is handed to libxml2 in pieces of at most 16 KiB so that memory
- * stays bounded however large a feed is.  Depth counts the stanza element
- * as 1.  Whitespace between stanzas (keepalives) is not counted.
- * libxml2 interns every distinct name for the life of the stream; a stream
- * of ever-new names would grow that without end, so their number is
- * bounded too (max_names).
+ * Input is handed to libxml2 in pieces of at most 16 KiB and the hard cap
+ * is checked after each, so memory stays bounded however large a feed is.
  *
  * Stream restart (after STARTTLS <proceed/> and SASL <success/>).  Call
  * xs_parser_reset: the next byte fed must begin a new stream (an XML
@@ -63,19 +84,50 @@
 
 #define XS_PARSER_MAX_STANZA_DEFAULT (256u * 1024u) /* Prosody's c2s limit */
 #define XS_PARSER_MAX_DEPTH_DEFAULT 64u
-#define XS_PARSER_MAX_DEPTH_LIMIT 200u /* libxml2 stops at 256 */
+#define XS_PARSER_MAX_DEPTH_LIMIT 200u /* our cap on opts.max_depth */
 #define XS_PARSER_MAX_ATTRS_DEFAULT 64u
+#define XS_PARSER_MAX_ELEMENTS_DEFAULT 10000u
 #define XS_PARSER_MAX_NAMES_DEFAULT 10000u
+/* The hard cap (stream-fatal) is this many times max_stanza_bytes: above
+ * the worst growth of a stanza re-serialized by a server (one byte of
+ * attribute value written as "&quot;" is 6). */
+#define XS_PARSER_HARD_FACTOR 8u
+#define XS_PARSER_HARD_MIN (64u * 1024u) /* the hard cap is never less */
 
 struct xs_parser_opts {
-    size_t max_stanza_bytes; /* 0 = default; RFC 6120 13.12: >= 10000 */
+    size_t max_stanza_bytes; /* bytes on the wire per stanza; 0 = default;
+                                RFC 6120 13.12: >= 10000 */
     unsigned max_depth;      /* 0 = default; capped at ..._DEPTH_LIMIT */
     unsigned max_attrs;      /* attributes + xmlns declarations, per
                                 element; 0 = default */
-    size_t max_names;        /* distinct names (elements, attributes,
-                                prefixes, namespaces) per stream, which
-                                libxml2 keeps until the reset; 0 = default */
+    size_t max_elements;     /* elements per stanza; 0 = default */
+    size_t max_names;        /* new distinct names (elements, attributes,
+                                prefixes, namespaces) per stanza, and the
+                                dictionary size that makes the parser start
+                                a new libxml2 context; 0 = default */
     const char *content_ns;  /* e.g. "jabber:client"; NULL = any (copied) */
+};
+
+/* Which per-stanza limit made the parser drop a stanza. */
+enum xs_parser_limit {
+    XS_LIMIT_SIZE = 0, /* max_stanza_bytes */
+    XS_LIMIT_DEPTH,    /* max_depth */
+    XS_LIMIT_ATTRS,    /* max_attrs */
+    XS_LIMIT_ELEMENTS, /* max_elements */
+    XS_LIMIT_NAMES,    /* max_names */
+};
+
+/* A dropped top-level element.  The strings come from its start tag
+ * (decoded, valid UTF-8) and are NULL when absent (or longer than
+ * XS_PARSER_INFO_MAX bytes); name and ns are never NULL ("" when unknown).
+ * Everything is borrowed for the duration of the callback. */
+#define XS_PARSER_INFO_MAX 3071u
+struct xs_dropped_info {
+    const char *name, *ns;
+    const char *id, *from, *to, *type;
+    enum xs_parser_limit limit;
+    const char *reason; /* readable, holds no input bytes */
+    size_t wire_bytes;  /* the element's bytes on the wire */
 };
 
 /* What the stream header said.  Strings are NULL when absent; everything
@@ -91,6 +143,7 @@ struct xs_parser_cbs {
     void (*stanza)(void *data, struct xs_stanza *stanza); /* callee owns */
     void (*stream_end)(void *data);
     void (*error)(void *data, const char *condition, const char *text);
+    void (*stanza_dropped)(void *data, const struct xs_dropped_info *info);
 };
 
 struct xs_parser;
@@ -125,5 +178,17 @@ const char *xs_parser_error_text(const struct xs_parser *p);
 /* Bytes dropped by a deferred reset during the last xs_parser_feed (0 if
  * none). */
 size_t xs_parser_discarded(const struct xs_parser *p);
+
+/* "size", "depth", "attributes", "elements", "names" ("?" otherwise). */
+const char *xs_parser_limit_name(enum xs_parser_limit limit);
+
+/* Counters since xs_parser_new (not cleared by a reset). */
+struct xs_parser_stats {
+    unsigned long long stanzas;  /* delivered */
+    unsigned long long dropped;  /* skipped by a per-stanza limit */
+    unsigned long long recycles; /* new libxml2 contexts at a boundary */
+};
+void xs_parser_get_stats(const struct xs_parser *p,
+                         struct xs_parser_stats *out);
 
 #endif
