@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "gw_err.h"
 
@@ -67,13 +68,21 @@ struct ctl_write {
 struct gw_iot_control {
     struct gw_iot *iot; /* NULL when orphaned */
     char *jid;
-    char **names; /* parameter names, for results */
+    char *summary; /* "m1.sp 21.5 -> 22.0, ..." for the log line */
     struct ctl_write *w;
     size_t n_w, next;
     bool in_flight, dropped;
     gw_iot_control_cb cb;
     void *ud;
     struct gw_iot_control *prev, *next_ctl;
+};
+
+/* One sender's refusals of one kind within the audit window. */
+struct audit_slot {
+    char *jid;        /* bare JID, NULL for a free slot */
+    const char *kind; /* the caller's fixed text */
+    int64_t start_ms;
+    uint32_t suppressed;
 };
 
 struct gw_iot {
@@ -98,6 +107,10 @@ struct gw_iot {
     size_t n_completing;
     int64_t start_ms;
     uint64_t reads_started;
+    struct audit_slot audit[GW_IOT_AUDIT_SLOTS];
+    int64_t audit_start_ms; /* window of the global line count */
+    uint32_t audit_lines;   /* refusal lines logged in that window */
+    uint32_t audit_dropped; /* refusals not logged for the global cap */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -331,6 +344,9 @@ void gw_iot_set_engine(struct gw_iot *iot, struct gw_engine *engine)
 }
 
 static void ro_unlink(struct gw_iot_readout *ro);
+static void ctl_log_dropped(const struct gw_iot_control *c,
+                            const struct gw_log *log);
+static void audit_flush(struct gw_iot *iot, int64_t now);
 
 void gw_iot_free(struct gw_iot *iot)
 {
@@ -343,6 +359,7 @@ void gw_iot_free(struct gw_iot *iot)
     while (iot->controls) {
         struct gw_iot_control *c = iot->controls;
         iot->controls = c->next_ctl;
+        ctl_log_dropped(c, iot->log);
         c->iot = NULL;
         c->prev = c->next_ctl = NULL;
         gw_iot_control_free(c);
@@ -362,6 +379,7 @@ void gw_iot_free(struct gw_iot *iot)
             free(iot->hist[i].s);
         free(iot->hist);
     }
+    audit_flush(iot, INT64_MAX);
     free(iot->completing);
     free(iot->point_base);
     free(iot->pend);
@@ -379,6 +397,104 @@ void gw_iot_set_status_cb(struct gw_iot *iot, gw_iot_status_cb cb, void *ud)
 enum gw_access_level gw_iot_access(const struct gw_iot *iot, const char *jid)
 {
     return gw_access_check(&iot->cfg->access, jid);
+}
+
+/* ---- audit of refusals -------------------------------------------------- */
+
+static uint32_t audit_window(const struct gw_iot *iot)
+{
+    return iot->opts.audit_window_ms ? iot->opts.audit_window_ms
+                                     : GW_IOT_DEFAULT_AUDIT_WINDOW_MS;
+}
+
+static bool window_over(int64_t start, int64_t now, uint32_t window)
+{
+    /* The realtime clock may step back: a window "in the future" ends. */
+    return now < start || now - start >= (int64_t)window;
+}
+
+static void audit_clear(struct audit_slot *s)
+{
+    free(s->jid);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Reports and frees slots whose window is over (all with now INT64_MAX);
+ * restarts the global window. */
+static void audit_flush(struct gw_iot *iot, int64_t now)
+{
+    uint32_t window = audit_window(iot);
+    for (size_t i = 0; i < GW_IOT_AUDIT_SLOTS; i++) {
+        struct audit_slot *s = &iot->audit[i];
+        if (!s->jid || !window_over(s->start_ms, now, window))
+            continue;
+        if (s->suppressed)
+            GW_LOG(iot->log, GW_LOG_NOTICE, AREA,
+                   "%s from %s: %" PRIu32 " more refusal(s) not logged "
+                   "(at most one per %" PRIu32 " s)",
+                   s->kind, s->jid, s->suppressed, window / 1000);
+        audit_clear(s);
+    }
+    if (window_over(iot->audit_start_ms, now, window)) {
+        if (iot->audit_dropped)
+            GW_LOG(iot->log, GW_LOG_NOTICE, AREA,
+                   "%" PRIu32 " refusal(s) not logged: more than %u refusal "
+                   "lines in %" PRIu32 " s",
+                   iot->audit_dropped, GW_IOT_AUDIT_LINES_MAX, window / 1000);
+        iot->audit_start_ms = now;
+        iot->audit_lines = iot->audit_dropped = 0;
+    }
+}
+
+void gw_iot_refused(struct gw_iot *iot, const char *jid, const char *kind,
+                    const char *fmt, ...)
+{
+    if (!iot->log || GW_LOG_NOTICE > iot->log->level)
+        return;
+    if (!jid || !*jid)
+        jid = "?";
+    int64_t now = gw_now_ms();
+    audit_flush(iot, now);
+    size_t bare_len = strcspn(jid, "/");
+    struct audit_slot *slot = NULL, *oldest = NULL;
+    for (size_t i = 0; i < GW_IOT_AUDIT_SLOTS; i++) {
+        struct audit_slot *s = &iot->audit[i];
+        if (!s->jid) {
+            if (!slot)
+                slot = s; /* the first free one */
+            continue;
+        }
+        if (strcmp(s->kind, kind) == 0 && strlen(s->jid) == bare_len &&
+            strncasecmp(s->jid, jid, bare_len) == 0) {
+            s->suppressed++;
+            return;
+        }
+        if (!oldest || s->start_ms < oldest->start_ms)
+            oldest = s;
+    }
+    if (iot->audit_lines >= GW_IOT_AUDIT_LINES_MAX) {
+        iot->audit_dropped++;
+        return;
+    }
+    if (!slot) {
+        slot = oldest;
+        if (slot->suppressed)
+            GW_LOG(iot->log, GW_LOG_NOTICE, AREA,
+                   "%s from %s: %" PRIu32 " more refusal(s) not logged",
+                   slot->kind, slot->jid, slot->suppressed);
+        audit_clear(slot);
+    }
+    slot->jid = strndup(jid, bare_len); /* NULL: logged, not tracked */
+    slot->kind = kind;
+    slot->start_ms = now;
+    iot->audit_lines++;
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    GW_LOG(iot->log, GW_LOG_NOTICE, AREA, "%s from %s refused: %s", kind, jid,
+           why);
 }
 
 /* ---- nodes -------------------------------------------------------------- */
@@ -805,6 +921,30 @@ static void link_fields(const struct gw_iot *iot, const struct gw_iot_node *n,
              ls->last_rtt_us / 1000.0);
 }
 
+/* A point without a good value whose last read failed with a Modbus
+ * exception (a learnt hole, say) or a decode error: a string field with
+ * the error and QoS error, rather than no field at all.  A point never
+ * tried, or whose read timed out or found the link down, has none. */
+static void error_field(struct fctx *c, const struct cfg_unit *cu, size_t pt,
+                        const struct gw_point_state *ps)
+{
+    if (ps->quality != GW_Q_EXCEPTION && ps->quality != GW_Q_DECODE)
+        return;
+    struct gw_iot_field f;
+    field_init(&f, cu->points[pt].name, GW_IOT_T_MOMENTARY, ps->attempt_ms);
+    f.point = pt;
+    f.writable = point_writable(&cu->points[pt]);
+    f.vtype = GW_IOT_V_STRING;
+    f.qos = GW_IOT_Q_ERROR;
+    if (ps->quality == GW_Q_EXCEPTION)
+        snprintf(f.value, sizeof(f.value), "Modbus exception %u",
+                 ps->exception);
+    else
+        snprintf(f.value, sizeof(f.value), "%s",
+                 gw_strerror(ps->err ? ps->err : GW_EPARSE));
+    emit(c, &f);
+}
+
 static void unit_fields(const struct gw_iot *iot, const struct gw_iot_node *n,
                         struct fctx *c, int64_t now)
 {
@@ -813,9 +953,12 @@ static void unit_fields(const struct gw_iot *iot, const struct gw_iot_node *n,
     if (want_type(c->flt, GW_IOT_T_MOMENTARY)) {
         for (size_t i = 0; i < cu->n_points && !c->rc; i++) {
             const struct gw_point_state *ps = &us->points[i];
-            if (ps->value.kind == AD_VALUE_NONE ||
-                !want_name(c->flt, cu->points[i].name))
+            if (!want_name(c->flt, cu->points[i].name))
                 continue;
+            if (ps->value.kind == AD_VALUE_NONE) {
+                error_field(c, cu, i, ps);
+                continue;
+            }
             struct gw_iot_field f;
             point_field(iot, cu, i, &ps->value, ps->ts_ms, GW_IOT_T_MOMENTARY,
                         &f);
@@ -1335,13 +1478,157 @@ static bool check_one(const struct gw_iot *iot, const struct gw_iot_node *n,
     return true;
 }
 
+/* ---- control: bounds and bus time -------------------------------------- */
+
+static bool str_eq(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* Is params[k] an exact repeat (name, type, value) of an earlier one? */
+static bool param_repeat(const struct gw_iot_set *params, size_t k)
+{
+    for (size_t j = 0; j < k; j++)
+        if (params[j].hint == params[k].hint &&
+            str_eq(params[j].name, params[k].name) &&
+            str_eq(params[j].value, params[k].value))
+            return true;
+    return false;
+}
+
+/* The engine's function code for a write (gw_engine.c: write_fc). */
+static int write_fc_of(const struct cfg_point *p)
+{
+    if (p->write_fc != CFG_WRITE_AUTO)
+        return (int)p->write_fc;
+    if (p->table == CFG_TABLE_COIL)
+        return 5;
+    return p->count == 1 ? 6 : 16;
+}
+
+/* A link as the bus-time formula sees it: an rtu-over-tcp link is the
+ * serial line behind its gateway, at GW_IOT_RTU_OVER_TCP_BAUD 8E1.
+ * *serial is false for Modbus TCP (no shared line, no estimate). */
+static struct cfg_link serial_view(const struct cfg_link *cl, bool *serial)
+{
+    struct cfg_link l = *cl;
+    *serial = cl->type != CFG_LINK_TCP;
+    if (cl->type == CFG_LINK_RTU_OVER_TCP) {
+        l.type = CFG_LINK_RTU;
+        l.baud = GW_IOT_RTU_OVER_TCP_BAUD;
+        l.parity = CFG_PARITY_EVEN;
+        l.data_bits = 8;
+        l.stop_bits = 1;
+    }
+    return l;
+}
+
+/* Estimated bus time of one write on an RTU line, in microseconds, by the
+ * planner's formula (ad_request_bus_time_us: frames at the line's
+ * character time, the 3.5-character silences, the link's delay).  A
+ * write's request and response are costed as a read request whose frames
+ * have the same size or one byte more: FC05/FC06 (8 + 8 bytes) as an FC03
+ * read of 2 registers (8 + 9), FC16 of n registers (9 + 2n + 8) as an FC03
+ * read of n + 2, FC15 of n bits (9 + ceil(n/8) + 8) as an FC01 read of
+ * n + 32.  A bit point is read first (FC03, 1 register).  The engine then
+ * re-reads the point, and reads it back before that with verify. */
+static uint64_t write_bus_us(const struct cfg_link *l, size_t unit, size_t pt)
+{
+    const struct cfg_unit *cu = &l->units[unit];
+    const struct cfg_point *p = &cu->points[pt];
+    struct ad_request rq = {
+        .unit = unit, .unit_id = cu->id, .start = p->address};
+    uint64_t us = 0;
+    int fc = write_fc_of(p);
+    if (p->type == CFG_TYPE_BIT) {
+        rq.fc = 3;
+        rq.count = 1;
+        us += ad_request_bus_time_us(l, &rq);
+        fc = 6;
+    }
+    switch (fc) {
+    case 5:
+    case 6:
+        rq.fc = 3;
+        rq.count = 2;
+        break;
+    case 15:
+        rq.fc = 1;
+        rq.count = (uint16_t)(p->count + 32u);
+        break;
+    default:
+        rq.fc = 3;
+        rq.count = (uint16_t)(p->count + 2u);
+        break;
+    }
+    us += ad_request_bus_time_us(l, &rq);
+    struct ad_plan plan;
+    if (ad_plan_points(l, unit, &pt, 1, NULL, &plan) == GW_OK) {
+        uint64_t rd = ad_plan_bus_time_us(l, &plan);
+        us += p->verify ? 2 * rd : rd;
+        ad_plan_close(&plan);
+    }
+    return us;
+}
+
+static uint32_t max_writes(const struct gw_iot *iot)
+{
+    return iot->opts.control_max_writes ? iot->opts.control_max_writes
+                                        : GW_IOT_DEFAULT_MAX_WRITES;
+}
+
+static uint32_t max_bus_ms(const struct gw_iot *iot)
+{
+    return iot->opts.control_max_bus_ms ? iot->opts.control_max_bus_ms
+                                        : GW_IOT_DEFAULT_MAX_BUS_MS;
+}
+
+/* Refuses writes that would hold one serial line longer than allowed. */
+static bool check_bus_time(const struct gw_iot *iot, const struct ctl_write *w,
+                           size_t n_w, struct gw_iot_ctl_result *res)
+{
+    uint64_t *per_link = calloc(iot->cfg->n_links, sizeof(*per_link));
+    if (!per_link) {
+        ctl_res(res, GW_IOT_CTL_OTHER, GW_IOT_NONE, GW_IOT_NONE, GW_ENOMEM,
+                "out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < n_w; i++) {
+        bool serial;
+        struct cfg_link l = serial_view(&iot->cfg->links[w[i].link], &serial);
+        if (serial)
+            per_link[w[i].link] += write_bus_us(&l, w[i].unit, w[i].point);
+    }
+    uint64_t limit_us = (uint64_t)max_bus_ms(iot) * 1000u;
+    bool ok = true;
+    for (size_t l = 0; l < iot->cfg->n_links && ok; l++) {
+        if (per_link[l] <= limit_us)
+            continue;
+        ctl_res(res, GW_IOT_CTL_LIMIT, GW_IOT_NONE, GW_IOT_NONE, GW_ELIMIT,
+                "set refused: its writes would occupy serial link %s for "
+                "about %.2f s (limit %.2f s per request)",
+                iot->cfg->links[l].name, (double)per_link[l] / 1e6,
+                (double)limit_us / 1e6);
+        ok = false;
+    }
+    free(per_link);
+    return ok;
+}
+
+/* Validates a request; with w_out, the writes (distinct nodes in the given
+ * order x distinct parameters in document order) into a new array. */
 static bool validate(const struct gw_iot *iot, const char *jid,
                      const size_t *nodes, size_t n_nodes,
                      const struct gw_iot_set *params, size_t n_params,
-                     struct ctl_write *w, struct gw_iot_ctl_result *res)
+                     struct ctl_write **w_out, size_t *n_w_out,
+                     struct gw_iot_ctl_result *res)
 {
     memset(res, 0, sizeof(*res));
     res->node = res->param = GW_IOT_NONE;
+    if (w_out) {
+        *w_out = NULL;
+        *n_w_out = 0;
+    }
     if (gw_iot_access(iot, jid) < GW_ACCESS_CONTROL) {
         ctl_res(res, GW_IOT_CTL_FORBIDDEN, GW_IOT_NONE, GW_IOT_NONE,
                 GW_EFORBIDDEN, "%s may not control this gateway",
@@ -1358,35 +1645,83 @@ static bool validate(const struct gw_iot *iot, const char *jid,
                 "no parameter to set");
         return false;
     }
-    for (size_t i = 0; i < n_nodes; i++) {
+    for (size_t i = 0; i < n_nodes; i++)
         if (nodes[i] >= iot->n_nodes) {
             ctl_res(res, GW_IOT_CTL_NOT_FOUND, i, GW_IOT_NONE, GW_ENOTFOUND,
                     "unknown node");
             return false;
         }
+    /* Distinct nodes and parameters, counted before any per-point work. */
+    bool *seen = calloc(iot->n_nodes, sizeof(*seen));
+    bool *node_rep = calloc(n_nodes, sizeof(*node_rep));
+    bool *param_rep = calloc(n_params, sizeof(*param_rep));
+    struct ctl_write *w = NULL;
+    bool ok = false;
+    if (!seen || !node_rep || !param_rep) {
+        ctl_res(res, GW_IOT_CTL_OTHER, GW_IOT_NONE, GW_IOT_NONE, GW_ENOMEM,
+                "out of memory");
+        goto out;
+    }
+    size_t un = 0, up = 0;
+    for (size_t i = 0; i < n_nodes; i++) {
+        node_rep[i] = seen[nodes[i]];
+        seen[nodes[i]] = true;
+        un += !node_rep[i];
+    }
+    for (size_t k = 0; k < n_params; k++) {
+        param_rep[k] = param_repeat(params, k);
+        up += !param_rep[k];
+    }
+    uint32_t limit = max_writes(iot);
+    if (un > limit / up) {
+        ctl_res(res, GW_IOT_CTL_LIMIT, GW_IOT_NONE, GW_IOT_NONE, GW_ELIMIT,
+                "set refused: %zu node(s) x %zu parameter(s) = %zu writes, "
+                "more than the %u allowed per request",
+                un, up, un * up, limit);
+        goto out;
+    }
+    w = calloc(un * up, sizeof(*w));
+    if (!w) {
+        ctl_res(res, GW_IOT_CTL_OTHER, GW_IOT_NONE, GW_IOT_NONE, GW_ENOMEM,
+                "out of memory");
+        goto out;
+    }
+    size_t n_w = 0;
+    for (size_t i = 0; i < n_nodes; i++) {
+        if (node_rep[i])
+            continue;
         for (size_t k = 0; k < n_params; k++) {
-            struct ad_value v;
-            size_t pt;
-            if (!check_one(iot, &iot->nodes[nodes[i]], i, &params[k], k, &pt,
-                           &v, res))
-                return false;
-            if (w) {
-                struct ctl_write *cw = &w[i * n_params + k];
-                cw->node = i;
-                cw->param = k;
-                cw->link = iot->nodes[nodes[i]].link;
-                cw->unit = iot->nodes[nodes[i]].unit;
-                cw->point = pt;
-                cw->value = v;
-            }
+            if (param_rep[k])
+                continue;
+            struct ctl_write *cw = &w[n_w++];
+            if (!check_one(iot, &iot->nodes[nodes[i]], i, &params[k], k,
+                           &cw->point, &cw->value, res))
+                goto out;
+            cw->node = i;
+            cw->param = k;
+            cw->link = iot->nodes[nodes[i]].link;
+            cw->unit = iot->nodes[nodes[i]].unit;
         }
     }
+    if (!check_bus_time(iot, w, n_w, res))
+        goto out;
     if (!iot->engine) {
         ctl_res(res, GW_IOT_CTL_NOT_IMPLEMENTED, GW_IOT_NONE, GW_IOT_NONE,
                 GW_EUNSUPPORTED, "no bus engine");
-        return false;
+        goto out;
     }
-    return true;
+    ok = true;
+    if (w_out) {
+        *w_out = w;
+        *n_w_out = n_w;
+        w = NULL;
+    }
+out:
+    free(w);
+    free(seen);
+    free(node_rep);
+    free(param_rep);
+    return ok;
 }
 
 bool gw_iot_control_check(const struct gw_iot *iot, const char *jid,
@@ -1394,7 +1729,8 @@ bool gw_iot_control_check(const struct gw_iot *iot, const char *jid,
                           const struct gw_iot_set *params, size_t n_params,
                           struct gw_iot_ctl_result *res)
 {
-    return validate(iot, jid, nodes, n_nodes, params, n_params, NULL, res);
+    return validate(iot, jid, nodes, n_nodes, params, n_params, NULL, NULL,
+                    res);
 }
 
 static void ctl_unlink(struct gw_iot_control *c)
@@ -1412,8 +1748,17 @@ static void ctl_destroy(struct gw_iot_control *c)
 {
     ctl_unlink(c);
     free(c->jid);
+    free(c->summary);
     free(c->w);
     free(c);
+}
+
+/* The request's one log line: every point old -> new, then the outcome. */
+static void ctl_log(const struct gw_iot_control *c, const struct gw_log *log,
+                    enum gw_log_level level, const char *outcome)
+{
+    GW_LOG(log, level, AREA, "control by %s: %s: %s", c->jid, c->summary,
+           outcome);
 }
 
 static void ctl_finish(struct gw_iot_control *c,
@@ -1426,6 +1771,31 @@ static void ctl_finish(struct gw_iot_control *c,
         cb(ud, res);
 }
 
+/* A write failed (rc, with the exception code for GW_EMBEXC): log the
+ * request's line, report, stop. */
+static void ctl_failed(struct gw_iot_control *c, int rc, uint8_t exception)
+{
+    struct gw_iot *iot = c->iot;
+    struct ctl_write *w = &c->w[c->next];
+    const struct cfg_unit *cu = &iot->cfg->links[w->link].units[w->unit];
+    const struct cfg_point *p = &cu->points[w->point];
+    char nv[AD_STRING_MAX + 1], why[96], outcome[AD_STRING_MAX + 300];
+    ad_value_format(p, &w->value, nv, sizeof(nv));
+    if (rc == GW_EMBEXC)
+        snprintf(why, sizeof(why), "Modbus exception %u", exception);
+    else
+        snprintf(why, sizeof(why), "%s", gw_strerror(rc));
+    snprintf(outcome, sizeof(outcome),
+             "%s.%s := %s failed: %s (%zu of %zu "
+             "writes done)",
+             cu->name, p->name, nv, why, c->next, c->n_w);
+    ctl_log(c, iot->log, GW_LOG_WARN, outcome);
+    struct gw_iot_ctl_result res;
+    ctl_res(&res, GW_IOT_CTL_OTHER, w->node, w->param, rc, "%s.%s: %s",
+            cu->name, p->name, why);
+    ctl_finish(c, &res);
+}
+
 static void on_write(void *data, int rc, uint8_t exception);
 
 static void ctl_next(struct gw_iot_control *c)
@@ -1434,12 +1804,14 @@ static void ctl_next(struct gw_iot_control *c)
     struct gw_iot_ctl_result res = {
         .code = GW_IOT_CTL_OK, .node = GW_IOT_NONE, .param = GW_IOT_NONE};
     if (c->next >= c->n_w) {
+        char outcome[64];
+        snprintf(outcome, sizeof(outcome), "ok (%zu write%s)", c->n_w,
+                 c->n_w == 1 ? "" : "s");
+        ctl_log(c, iot->log, GW_LOG_NOTICE, outcome);
         ctl_finish(c, &res);
         return;
     }
     struct ctl_write *w = &c->w[c->next];
-    const struct cfg_unit *cu = &iot->cfg->links[w->link].units[w->unit];
-    const struct cfg_point *p = &cu->points[w->point];
     int rc = iot->engine
                  ? gw_engine_write(iot->engine, w->link, w->unit, w->point,
                                    &w->value, false, on_write, c)
@@ -1448,13 +1820,7 @@ static void ctl_next(struct gw_iot_control *c)
         c->in_flight = true;
         return;
     }
-    char nv[AD_STRING_MAX + 1];
-    ad_value_format(p, &w->value, nv, sizeof(nv));
-    GW_LOG(iot->log, GW_LOG_WARN, AREA, "control by %s: %s.%s := %s: %s",
-           c->jid, cu->name, p->name, nv, gw_strerror(rc));
-    ctl_res(&res, GW_IOT_CTL_OTHER, w->node, w->param, rc, "%s.%s: %s",
-            cu->name, p->name, gw_strerror(rc));
-    ctl_finish(c, &res);
+    ctl_failed(c, rc, 0);
 }
 
 static void on_write(void *data, int rc, uint8_t exception)
@@ -1467,61 +1833,25 @@ static void on_write(void *data, int rc, uint8_t exception)
         ctl_destroy(c);
         return;
     }
-    struct ctl_write *w = &c->w[c->next];
-    const struct cfg_unit *cu = &iot->cfg->links[w->link].units[w->unit];
-    const struct cfg_point *p = &cu->points[w->point];
-    char nv[AD_STRING_MAX + 1];
-    ad_value_format(p, &w->value, nv, sizeof(nv));
     if (rc != GW_OK) {
-        char why[96];
-        if (rc == GW_EMBEXC)
-            snprintf(why, sizeof(why), "Modbus exception %u", exception);
-        else
-            snprintf(why, sizeof(why), "%s", gw_strerror(rc));
-        GW_LOG(iot->log, GW_LOG_WARN, AREA, "control by %s: %s.%s := %s: %s",
-               c->jid, cu->name, p->name, nv, why);
-        struct gw_iot_ctl_result res;
-        ctl_res(&res, GW_IOT_CTL_OTHER, w->node, w->param, rc, "%s.%s: %s",
-                cu->name, p->name, why);
-        ctl_finish(c, &res);
+        ctl_failed(c, rc, exception);
         return;
     }
-    GW_LOG(iot->log, GW_LOG_NOTICE, AREA, "control by %s: %s.%s := %s: ok",
-           c->jid, cu->name, p->name, nv);
     c->next++;
     ctl_next(c);
 }
 
-bool gw_iot_control_start(struct gw_iot *iot, const char *jid,
-                          const size_t *nodes, size_t n_nodes,
-                          const struct gw_iot_set *params, size_t n_params,
-                          gw_iot_control_cb cb, void *ud,
-                          struct gw_iot_control **out,
-                          struct gw_iot_ctl_result *res)
+/* "m1.sp 21.5 -> 22.0, m1.relay false -> true", bounded; the rest
+ * counted. */
+static char *ctl_summary(const struct gw_iot *iot, const struct ctl_write *w,
+                         size_t n_w)
 {
-    *out = NULL;
-    size_t n_w = n_nodes * n_params;
-    struct ctl_write *w = calloc(n_w ? n_w : 1, sizeof(*w));
-    struct gw_iot_control *c = calloc(1, sizeof(*c));
-    char *j = strdup(jid ? jid : "?");
-    if (!w || !c || !j) {
-        free(w);
-        free(c);
-        free(j);
-        memset(res, 0, sizeof(*res));
-        ctl_res(res, GW_IOT_CTL_OTHER, GW_IOT_NONE, GW_IOT_NONE, GW_ENOMEM,
-                "out of memory");
-        return false;
-    }
-    if (!validate(iot, jid, nodes, n_nodes, params, n_params, w, res)) {
-        GW_LOG(iot->log, GW_LOG_NOTICE, AREA, "control by %s refused: %s",
-               jid ? jid : "?", res->text);
-        free(w);
-        free(c);
-        free(j);
-        return false;
-    }
-    /* Log old -> new for every write before the first goes out. */
+    enum { CAP = 640 };
+    char *s = malloc(CAP);
+    if (!s)
+        return NULL;
+    size_t len = 0;
+    s[0] = '\0';
     for (size_t i = 0; i < n_w; i++) {
         const struct cfg_unit *cu =
             &iot->cfg->links[w[i].link].units[w[i].unit];
@@ -1532,11 +1862,48 @@ bool gw_iot_control_start(struct gw_iot *iot, const char *jid,
         if (ps->value.kind != AD_VALUE_NONE)
             ad_value_format(p, &ps->value, ov, sizeof(ov));
         ad_value_format(p, &w[i].value, nv, sizeof(nv));
-        GW_LOG(iot->log, GW_LOG_NOTICE, AREA, "control by %s: %s.%s %s -> %s",
-               j, cu->name, p->name, ov, nv);
+        char one[2 * AD_STRING_MAX + 2 * CFG_MAX_NAME + 16];
+        int n = snprintf(one, sizeof(one), "%s%s.%s %s -> %s", i ? ", " : "",
+                         cu->name, p->name, ov, nv);
+        if (n < 0 || len + (size_t)n + 24 >= CAP) {
+            snprintf(s + len, CAP - len, "%s(+%zu more)", i ? ", " : "",
+                     n_w - i);
+            break;
+        }
+        memcpy(s + len, one, (size_t)n + 1);
+        len += (size_t)n;
+    }
+    return s;
+}
+
+bool gw_iot_control_start(struct gw_iot *iot, const char *jid,
+                          const size_t *nodes, size_t n_nodes,
+                          const struct gw_iot_set *params, size_t n_params,
+                          gw_iot_control_cb cb, void *ud,
+                          struct gw_iot_control **out,
+                          struct gw_iot_ctl_result *res)
+{
+    *out = NULL;
+    struct ctl_write *w;
+    size_t n_w;
+    if (!validate(iot, jid, nodes, n_nodes, params, n_params, &w, &n_w, res))
+        return false;
+    struct gw_iot_control *c = calloc(1, sizeof(*c));
+    char *j = strdup(jid ? jid : "?");
+    char *summary = ctl_summary(iot, w, n_w);
+    if (!c || !j || !summary) {
+        free(w);
+        free(c);
+        free(j);
+        free(summary);
+        memset(res, 0, sizeof(*res));
+        ctl_res(res, GW_IOT_CTL_OTHER, GW_IOT_NONE, GW_IOT_NONE, GW_ENOMEM,
+                "out of memory");
+        return false;
     }
     c->iot = iot;
     c->jid = j;
+    c->summary = summary;
     c->w = w;
     c->n_w = n_w;
     c->cb = cb;
@@ -1550,10 +1917,22 @@ bool gw_iot_control_start(struct gw_iot *iot, const char *jid,
     return true;
 }
 
+/* A control ends without its result: log the request's line. */
+static void ctl_log_dropped(const struct gw_iot_control *c,
+                            const struct gw_log *log)
+{
+    char outcome[96];
+    snprintf(outcome, sizeof(outcome), "dropped after %zu of %zu writes%s",
+             c->next, c->n_w, c->in_flight ? " (one in flight)" : "");
+    ctl_log(c, log, GW_LOG_INFO, outcome);
+}
+
 void gw_iot_control_free(struct gw_iot_control *ctl)
 {
     if (!ctl)
         return;
+    if (ctl->iot && !ctl->dropped)
+        ctl_log_dropped(ctl, ctl->iot->log);
     if (ctl->in_flight) {
         ctl->dropped = true;
         ctl->cb = NULL;

@@ -45,7 +45,28 @@ struct gw_iot_opts {
     uint32_t history;
     /* Most nodes a single readout may cover; 0 = no limit. */
     size_t max_readout_nodes;
+    /* Most point writes one control request may cause (distinct nodes x
+     * distinct parameters); 0 = GW_IOT_DEFAULT_MAX_WRITES. */
+    uint32_t control_max_writes;
+    /* Longest estimated time one control request may occupy a serial
+     * line (rtu, rtu-over-tcp), in ms; 0 = GW_IOT_DEFAULT_MAX_BUS_MS. */
+    uint32_t control_max_bus_ms;
+    /* Refusal log lines: the first refusal of a kind per sender (bare
+     * JID) is logged, further ones within this window only counted;
+     * 0 = GW_IOT_DEFAULT_AUDIT_WINDOW_MS. */
+    uint32_t audit_window_ms;
 };
+
+#define GW_IOT_DEFAULT_MAX_WRITES 32u
+#define GW_IOT_DEFAULT_MAX_BUS_MS 2000u
+#define GW_IOT_DEFAULT_AUDIT_WINDOW_MS 60000u
+/* Refusal lines logged per window, all senders together (then counted). */
+#define GW_IOT_AUDIT_LINES_MAX 32u
+/* Senders whose refusals are tracked at once (the oldest is evicted). */
+#define GW_IOT_AUDIT_SLOTS 64u
+/* The serial line behind an rtu-over-tcp gateway (the map has no baud for
+ * it) is costed at this rate, 8E1 (11 bits a character). */
+#define GW_IOT_RTU_OVER_TCP_BAUD 19200u
 
 enum gw_iot_kind {
     GW_IOT_GATEWAY,
@@ -187,6 +208,16 @@ void gw_iot_set_status_cb(struct gw_iot *iot, gw_iot_status_cb cb, void *ud);
 /* Access level of a JID (bare or full) under the access: section. */
 enum gw_access_level gw_iot_access(const struct gw_iot *iot, const char *jid);
 
+/* Logs a refused request as an audit event: "KIND from JID refused: WHY".
+ * Rate-limited: per sender (bare JID) and kind the first refusal in
+ * audit_window_ms is logged and later ones counted (the count is logged
+ * once the window has passed, at the next refusal or at gw_iot_free); at
+ * most GW_IOT_AUDIT_LINES_MAX refusal lines per window in all (the rest
+ * counted and reported as one line).  kind is a fixed text ("readout",
+ * "control", ...); jid and the formatted text may come from the peer. */
+void gw_iot_refused(struct gw_iot *iot, const char *jid, const char *kind,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* ---- nodes -------------------------------------------------------------- */
 
 size_t gw_iot_node_count(const struct gw_iot *iot);
@@ -222,8 +253,10 @@ typedef int (*gw_iot_field_fn)(void *ud, const struct gw_iot_field *f);
  * be NULL = everything).  Unit nodes: momentary fields from the points
  * (omitted while a point has never been read), identity (Link, Unit id,
  * Template), status (State, Last error, Requests, Errors, RTT); with
- * history, historical samples.  Links and the gateway have status fields.
- * Returns 0 or the first non-zero fn result. */
+ * history, historical samples.  A point with no good value whose last
+ * read failed with a Modbus exception or a decode error (a learnt hole,
+ * say) is a string field carrying that error, with GW_IOT_Q_ERROR.  Links and
+ * the gateway have status fields. Returns 0 or the first non-zero fn result. */
 int gw_iot_node_fields(const struct gw_iot *iot, size_t node,
                        const struct gw_iot_filter *flt, int64_t now_ms,
                        gw_iot_field_fn fn, void *ud);
@@ -294,6 +327,7 @@ enum gw_iot_ctl_code {
     GW_IOT_CTL_FORM_ERROR,      /* type, range or writability */
     GW_IOT_CTL_NOT_IMPLEMENTED, /* no engine */
     GW_IOT_CTL_OTHER,           /* a write failed on the bus */
+    GW_IOT_CTL_LIMIT, /* too many writes, or too long on a serial line */
 };
 
 struct gw_iot_ctl_result {
@@ -304,10 +338,18 @@ struct gw_iot_ctl_result {
     char text[200];
 };
 
-/* Checks every parameter against every node (units only: a node must be a
- * unit with a writable point of that name; the value must parse for the
- * point, fit its type hint and its min/max) and the JID's access.  Returns
- * true when all pass; else res says the first problem.  Writes nothing. */
+/* Checks the JID's access, then the size of the request, then every
+ * parameter against every node (units only: a node must be a unit with a
+ * writable point of that name; the value must parse for the point, fit its
+ * type hint and its min/max), then the estimated bus time.  A node named
+ * twice counts once; a parameter repeated with the same type and value
+ * counts once (repeated with another value it is another write, in
+ * document order).  More than control_max_writes writes, or more than
+ * control_max_bus_ms of estimated time on one serial line (every write's
+ * frames, its re-read and a verify read-back, by the planner's RTU
+ * formula), is GW_IOT_CTL_LIMIT.  Returns true when all pass; else res
+ * says the first problem (node and param are indices into the caller's
+ * arrays).  Writes nothing. */
 bool gw_iot_control_check(const struct gw_iot *iot, const char *jid,
                           const size_t *nodes, size_t n_nodes,
                           const struct gw_iot_set *params, size_t n_params,
@@ -318,11 +360,14 @@ typedef void (*gw_iot_control_cb)(void *ud,
                                   const struct gw_iot_ctl_result *res);
 
 /* gw_iot_control_check, then the writes one after the other, nodes in the
- * given order, each node's parameters in document order; the first failed
- * write stops the rest.  Every write is logged with the JID, the point, the
- * old and new value and the result.  Returns true when the writes were
- * started (cb runs once at the end; *out lets the caller drop it), false
- * when validation failed (res filled, nothing written, cb never runs). */
+ * given order (repeats dropped), each node's parameters in document order;
+ * the first failed write stops the rest.  One log line per request, when
+ * it ends (done, failed or dropped), names the JID, every point with its
+ * old and new value, and the result.  Refusals are not logged here (the
+ * front end logs them with gw_iot_refused).  Returns true when the writes
+ * were started (cb runs once at the end; *out lets the caller drop it),
+ * false when validation failed (res filled, nothing written, cb never
+ * runs). */
 bool gw_iot_control_start(struct gw_iot *iot, const char *jid,
                           const size_t *nodes, size_t n_nodes,
                           const struct gw_iot_set *params, size_t n_params,

@@ -12,10 +12,6 @@
 #include "xs_conn.h"
 #include "xs_iot_xsf.h"
 
-/* Concentrator options the map has no keys for yet (history: samples per
- * point for historical readouts, 0 = off; the max age of a delayed control
- * message). */
-
 struct gw_xmpp {
     uv_loop_t *loop;
     const struct cfg *cfg;
@@ -161,10 +157,19 @@ int gw_xmpp_new(uv_loop_t *loop, const struct cfg *cfg, struct gw_store *store,
         free(x);
         return rc;
     }
-    struct gw_iot_opts io = {.history = cfg->store.history,
-                             .fresh_ms = cfg->store.fresh_ms};
-    struct xs_iot_xsf_opts fo = {.control_max_age_ms =
-                                     cfg->xmpp.control_max_age_ms};
+    struct gw_iot_opts io = {
+        .history = cfg->store.history,
+        .fresh_ms = cfg->store.fresh_ms,
+        .control_max_writes = cfg->xmpp.control_max_writes,
+        .control_max_bus_ms = cfg->xmpp.control_max_bus_ms,
+    };
+    /* The account's server adds the XEP-0203 delay to offline messages. */
+    const char *at = strchr(xc->jid, '@');
+    struct xs_iot_xsf_opts fo = {
+        .control_max_age_ms = cfg->xmpp.control_max_age_ms,
+        .stanza_max = cfg->xmpp.stanza_max,
+        .server = at ? at + 1 : xc->jid,
+    };
     rc = gw_iot_new(cfg, store, engine, log, &io, &x->iot);
     if (rc == GW_OK)
         rc = xs_iot_xsf_new(x->iot, NULL, NULL, log, &fo, &x->fe);

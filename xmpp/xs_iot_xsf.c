@@ -19,6 +19,7 @@ static const char *const AREA = "iot-xsf";
 #define CHUNK_SLACK 400u /* message, node and timestamp markup */
 #define MAX_NODES_IN_REQ 1024u
 #define MAX_PARAMS 256u
+#define STANZA_MAX_DEFAULT (256u * 1024u)
 
 struct fe_readout {
     struct xs_iot_xsf *fe;
@@ -53,6 +54,7 @@ struct xs_iot_xsf {
     void *send_ud;
     const struct gw_log *log;
     struct xs_iot_xsf_opts opts;
+    char server[1024]; /* opts.server copied; "" when none */
     struct fe_readout *readouts;
     struct fe_ctl *ctls;
     struct fe_sub *subs;
@@ -70,11 +72,53 @@ const char *const *xs_iot_xsf_features(void)
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void send_st(struct xs_iot_xsf *fe, struct xs_stanza *st)
+static int send_st(struct xs_iot_xsf *fe, struct xs_stanza *st)
 {
     if (!st)
+        return GW_ENOMEM;
+    int rc = fe->send(fe->send_ud, st);
+    if (rc != GW_OK && rc != GW_ELIMIT)
+        GW_LOG(fe->log, GW_LOG_DEBUG, AREA, "a stanza was not sent: %s",
+               gw_strerror(rc));
+    return rc;
+}
+
+static struct xs_stanza *add(struct xs_stanza *parent, const char *name,
+                             const char *ns);
+static void set_attr(struct xs_stanza *el, const char *name, const char *value);
+
+/* "<op>Response" into buf; false when op is too long to echo. */
+static bool response_name(const char *op, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%sResponse", op);
+    return n > 0 && (size_t)n < cap;
+}
+
+/* Sends the answer to iq.  One too large for a stanza (GW_ELIMIT: a
+ * concentrator result cannot be split) is replaced by a resource-constraint
+ * error, with <opResponse result='OtherError'/> for an XEP-0326 op
+ * (conc_op), and logged as a refusal. */
+static void answer(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
+                   struct xs_stanza *st, const char *kind, const char *op,
+                   const char *conc_op)
+{
+    if (send_st(fe, st) != GW_ELIMIT)
         return;
-    fe->send(fe->send_ud, st);
+    char text[160];
+    snprintf(text, sizeof(text),
+             "The answer would exceed the largest stanza (%zu bytes): ask for "
+             "fewer nodes or less data",
+             fe->opts.stanza_max);
+    struct xs_stanza *e = xs_iq_error(iq, "wait", "resource-constraint", text);
+    char name[96];
+    if (e && conc_op && response_name(conc_op, name, sizeof(name)))
+        set_attr(add(e, name, XS_NS_IOT_CONC), "result", "OtherError");
+    const char *from = xs_stanza_attr(iq, "from");
+    gw_iot_refused(fe->iot, from, kind,
+                   "%s: the answer is larger than the stanza limit of %zu "
+                   "bytes",
+                   op, fe->opts.stanza_max);
+    send_st(fe, e);
 }
 
 static bool truthy(const char *v)
@@ -284,10 +328,17 @@ int xs_iot_xsf_new(struct gw_iot *iot, xs_iot_send_fn send, void *send_ud,
         fe->opts = *opts;
     if (!fe->opts.control_max_age_ms)
         fe->opts.control_max_age_ms = 60000;
+    if (!fe->opts.stanza_max)
+        fe->opts.stanza_max = STANZA_MAX_DEFAULT;
     if (!fe->opts.chunk_max)
         fe->opts.chunk_max = CHUNK_DEFAULT;
+    if (fe->opts.chunk_max > fe->opts.stanza_max / 2)
+        fe->opts.chunk_max = fe->opts.stanza_max / 2;
     if (fe->opts.chunk_max < CHUNK_MIN)
         fe->opts.chunk_max = CHUNK_MIN;
+    snprintf(fe->server, sizeof(fe->server), "%s",
+             fe->opts.server ? fe->opts.server : "");
+    fe->opts.server = NULL; /* not kept: fe->server holds the copy */
     gw_iot_set_status_cb(iot, on_status, fe);
     *out = fe;
     return GW_OK;
@@ -446,8 +497,8 @@ void xs_iot_xsf_presence(struct xs_iot_xsf *fe, const struct xs_stanza *p)
 /* ---- XEP-0323 sensor data ---------------------------------------------- */
 
 static void sd_reject(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
-                      const char *seqnr, const char *type, const char *cond,
-                      const char *text)
+                      const char *kind, const char *seqnr, const char *type,
+                      const char *cond, const char *text)
 {
     struct xs_stanza *r = xs_iq_error(iq, type, cond, text);
     if (r && seqnr) {
@@ -455,8 +506,8 @@ static void sd_reject(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
         set_attr(rej, "seqnr", seqnr);
         set_text(add(rej, "error", NULL), text);
     }
-    GW_LOG(fe->log, GW_LOG_INFO, AREA, "readout %s from %s rejected: %s",
-           seqnr ? seqnr : "?", from_of(iq), text);
+    gw_iot_refused(fe->iot, from_of(iq), kind, "seqnr %s: %s",
+                   seqnr ? seqnr : "?", text);
     send_st(fe, r);
 }
 
@@ -552,6 +603,7 @@ struct emitter {
     size_t node_index;
     int64_t ts_ms;
     size_t sent;
+    size_t lost; /* messages refused as too large (a size estimate failed) */
 };
 
 static void em_open_msg(struct emitter *em)
@@ -569,7 +621,8 @@ static void em_flush(struct emitter *em, bool done)
         em_open_msg(em);
     if (done)
         set_attr(em->fields, "done", "true");
-    send_st(em->fe, em->msg);
+    if (send_st(em->fe, em->msg) == GW_ELIMIT)
+        em->lost++;
     em->sent++;
     em->msg = em->fields = em->node = em->ts = NULL;
 }
@@ -657,12 +710,18 @@ static void emit_readout(struct xs_iot_xsf *fe, struct fe_readout *r)
             if (left == 0 || size + 400 > fe->opts.chunk_max) {
                 if (left == 0)
                     set_attr(fl, "done", "true");
-                send_st(fe, m);
+                if (send_st(fe, m) == GW_ELIMIT)
+                    em.lost++;
                 em.sent++;
                 m = fl = NULL;
             }
         }
     }
+    if (em.lost)
+        GW_LOG(fe->log, GW_LOG_WARN, AREA,
+               "readout %s to %s: %zu of %zu message(s) larger than the "
+               "stanza limit (%zu bytes) were not sent",
+               r->seqnr, r->to, em.lost, em.sent, fe->opts.stanza_max);
     GW_LOG(fe->log, GW_LOG_DEBUG, AREA,
            "readout %s to %s: %zu node(s), %zu failed, %zu message(s)",
            r->seqnr, r->to, n, failed, em.sent);
@@ -712,17 +771,22 @@ static void sd_req(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
 {
     const char *from = from_of(iq);
     const char *seqnr = xs_stanza_attr(req, "seqnr");
-    if (!seqnr || !*seqnr) {
-        sd_reject(fe, iq, NULL, "modify", "bad-request", "seqnr missing");
+    if (seqnr && !*seqnr)
+        seqnr = NULL;
+    /* Access first: a stranger learns nothing else. */
+    if (gw_iot_access(fe->iot, from) < GW_ACCESS_READ) {
+        sd_reject(fe, iq, "readout", seqnr, "cancel", "forbidden",
+                  "Access denied");
         return;
     }
-    if (gw_iot_access(fe->iot, from) < GW_ACCESS_READ) {
-        sd_reject(fe, iq, seqnr, "cancel", "forbidden", "Access denied");
+    if (!seqnr) {
+        sd_reject(fe, iq, "readout", NULL, "modify", "bad-request",
+                  "seqnr missing");
         return;
     }
     for (struct fe_readout *r = fe->readouts; r; r = r->next)
         if (strcmp(r->to, from) == 0 && strcmp(r->seqnr, seqnr) == 0) {
-            sd_reject(fe, iq, seqnr, "modify", "bad-request",
+            sd_reject(fe, iq, "readout", seqnr, "modify", "bad-request",
                       "seqnr already in use");
             return;
         }
@@ -731,7 +795,7 @@ static void sd_req(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
     int64_t when_ms;
     if (when && xs_iot_parse_time(when, &when_ms) == GW_OK &&
         when_ms > gw_now_ms() + 1000) {
-        sd_reject(fe, iq, seqnr, "cancel", "feature-not-implemented",
+        sd_reject(fe, iq, "readout", seqnr, "cancel", "feature-not-implemented",
                   "Scheduled readouts are not supported");
         return;
     }
@@ -739,7 +803,7 @@ static void sd_req(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
     const char *to_t = xs_stanza_attr(req, "to");
     if ((from_t && xs_iot_parse_time(from_t, &flt.from_ms) != GW_OK) ||
         (to_t && xs_iot_parse_time(to_t, &flt.to_ms) != GW_OK)) {
-        sd_reject(fe, iq, seqnr, "modify", "bad-request",
+        sd_reject(fe, iq, "readout", seqnr, "modify", "bad-request",
                   "from/to is not an xs:dateTime");
         return;
     }
@@ -756,11 +820,12 @@ static void sd_req(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
             if (node == GW_IOT_NONE) {
                 char text[160];
                 snprintf(text, sizeof(text), "Unknown node %s", id ? id : "");
-                sd_reject(fe, iq, seqnr, "cancel", "item-not-found", text);
+                sd_reject(fe, iq, "readout", seqnr, "cancel", "item-not-found",
+                          text);
                 return;
             }
             if (n_nodes == MAX_NODES_IN_REQ) {
-                sd_reject(fe, iq, seqnr, "modify", "bad-request",
+                sd_reject(fe, iq, "readout", seqnr, "modify", "bad-request",
                           "Too many nodes");
                 return;
             }
@@ -779,7 +844,7 @@ static void sd_req(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
             free(r->to);
             free(r);
         }
-        sd_reject(fe, iq, seqnr, "wait", "resource-constraint",
+        sd_reject(fe, iq, "readout", seqnr, "wait", "resource-constraint",
                   "Out of memory");
         return;
     }
@@ -791,7 +856,7 @@ static void sd_req(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
         free(r->to);
         free(r->seqnr);
         free(r);
-        sd_reject(fe, iq, seqnr, rc == GW_ELIMIT ? "modify" : "wait",
+        sd_reject(fe, iq, "readout", seqnr, rc == GW_ELIMIT ? "modify" : "wait",
                   rc == GW_ELIMIT ? "not-acceptable" : "resource-constraint",
                   rc == GW_ELIMIT ? "Too many nodes in one readout"
                                   : "Out of memory");
@@ -824,6 +889,20 @@ static void sd_cancel(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
 {
     const char *from = from_of(iq);
     const char *seqnr = xs_stanza_attr(cancel, "seqnr");
+    /* Access first: a stranger learns nothing about readouts. */
+    if (gw_iot_access(fe->iot, from) < GW_ACCESS_READ) {
+        struct xs_stanza *r =
+            xs_iq_error(iq, "cancel", "forbidden", "Access denied");
+        if (r && seqnr) {
+            struct xs_stanza *rej = add(r, "rejected", XS_NS_IOT_SD);
+            set_attr(rej, "seqnr", seqnr);
+            set_text(add(rej, "error", NULL), "Access denied");
+        }
+        gw_iot_refused(fe->iot, from, "cancel", "seqnr %s: Access denied",
+                       seqnr ? seqnr : "?");
+        send_st(fe, r);
+        return;
+    }
     for (struct fe_readout *r = fe->readouts; seqnr && r; r = r->next) {
         if (strcmp(r->to, from) != 0 || strcmp(r->seqnr, seqnr) != 0)
             continue;
@@ -835,7 +914,7 @@ static void sd_cancel(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
                from);
         return;
     }
-    sd_reject(fe, iq, seqnr, "cancel", "item-not-found",
+    sd_reject(fe, iq, "cancel", seqnr, "cancel", "item-not-found",
               "No such readout in progress");
 }
 
@@ -849,6 +928,7 @@ struct set_req {
     size_t n_params;
     const char *bad_node; /* unknown nodeId */
     const char *bad_elem; /* unsupported element */
+    bool too_many;        /* more nodes or parameters than the arrays hold */
 };
 
 static enum gw_iot_hint hint_of(const char *el)
@@ -895,11 +975,14 @@ static void parse_set(struct xs_iot_xsf *fe, const struct xs_stanza *set,
                     (type && strcmp(type, "hidden") == 0))
                     continue;
                 const struct xs_stanza *v = xs_stanza_child(f, "value", NULL);
-                if (sr->n_params < MAX_PARAMS)
-                    sr->params[sr->n_params++] = (struct gw_iot_set){
-                        .name = var,
-                        .hint = GW_IOT_H_ANY,
-                        .value = v ? xs_stanza_text(v) : ""};
+                if (sr->n_params == MAX_PARAMS) {
+                    sr->too_many = true;
+                    continue;
+                }
+                sr->params[sr->n_params++] =
+                    (struct gw_iot_set){.name = var,
+                                        .hint = GW_IOT_H_ANY,
+                                        .value = v ? xs_stanza_text(v) : ""};
             }
             continue;
         }
@@ -914,17 +997,27 @@ static void parse_set(struct xs_iot_xsf *fe, const struct xs_stanza *set,
                     sr->bad_node = id ? id : "";
                 continue;
             }
-            if (sr->n_nodes < MAX_NODES_IN_REQ) {
-                sr->node_ids[sr->n_nodes] = id;
-                sr->nodes[sr->n_nodes++] = node;
+            if (sr->n_nodes == MAX_NODES_IN_REQ) {
+                sr->too_many = true;
+                continue;
             }
+            sr->node_ids[sr->n_nodes] = id;
+            sr->nodes[sr->n_nodes++] = node;
         } else if (is_typed_param(name)) {
             const char *pn = xs_stanza_attr(ch, "name");
-            if (pn && sr->n_params < MAX_PARAMS)
-                sr->params[sr->n_params++] =
-                    (struct gw_iot_set){.name = pn,
-                                        .hint = hint_of(name),
-                                        .value = xs_stanza_attr(ch, "value")};
+            if (!pn) {
+                if (!sr->bad_elem)
+                    sr->bad_elem = name; /* a parameter without a name */
+                continue;
+            }
+            if (sr->n_params == MAX_PARAMS) {
+                sr->too_many = true;
+                continue;
+            }
+            sr->params[sr->n_params++] =
+                (struct gw_iot_set){.name = pn,
+                                    .hint = hint_of(name),
+                                    .value = xs_stanza_attr(ch, "value")};
         } else if (!sr->bad_elem) {
             sr->bad_elem = name;
         }
@@ -945,6 +1038,7 @@ static const char *code_name(enum gw_iot_ctl_code c)
     case GW_IOT_CTL_NOT_IMPLEMENTED:
         return "NotImplemented";
     case GW_IOT_CTL_OTHER:
+    case GW_IOT_CTL_LIMIT:
         break;
     }
     return "OtherError";
@@ -969,6 +1063,10 @@ static void code_condition(enum gw_iot_ctl_code c, const char **type,
     case GW_IOT_CTL_NOT_IMPLEMENTED:
         *type = "cancel";
         *cond = "feature-not-implemented";
+        return;
+    case GW_IOT_CTL_LIMIT: /* a smaller request would be accepted */
+        *type = "modify";
+        *cond = "not-acceptable";
         return;
     default:
         *type = "cancel";
@@ -1016,11 +1114,9 @@ static void on_control_done(void *ud, const struct gw_iot_ctl_result *res)
     c->ctl = NULL; /* the model freed it */
     const char *pn = res->param < c->n_names ? c->names[res->param] : NULL;
     const char *nid = res->node < c->n_node_ids ? c->node_ids[res->node] : NULL;
+    /* The model logged the request's line (writes and outcome). */
     if (c->iq)
         set_reply(c->fe, c->iq, res, pn, nid);
-    else if (res->code != GW_IOT_CTL_OK)
-        GW_LOG(c->fe->log, GW_LOG_WARN, AREA,
-               "control message from %s failed: %s", c->from, res->text);
     fc_free(c);
 }
 
@@ -1076,6 +1172,13 @@ static bool start_control(struct xs_iot_xsf *fe, const struct xs_stanza *st,
                  sr->bad_elem);
         goto out;
     }
+    if (sr->too_many) {
+        res->code = GW_IOT_CTL_LIMIT;
+        snprintf(res->text, sizeof(res->text),
+                 "set refused: more than %u nodes or %u parameters",
+                 MAX_NODES_IN_REQ, MAX_PARAMS);
+        goto out;
+    }
     struct fe_ctl *c = calloc(1, sizeof(*c));
     const char *names[MAX_PARAMS];
     for (size_t i = 0; i < sr->n_params; i++)
@@ -1124,8 +1227,11 @@ static void ctl_set(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
 {
     struct gw_iot_ctl_result res;
     const char *pn, *nid;
-    if (!start_control(fe, iq, set, true, &res, &pn, &nid))
+    if (!start_control(fe, iq, set, true, &res, &pn, &nid)) {
+        gw_iot_refused(fe->iot, from_of(iq), "control", "%s (%s)", res.text,
+                       code_name(res.code));
         set_reply(fe, iq, &res, pn, nid);
+    }
 }
 
 static const char *xs_datatype(const struct gw_iot_ctl_param *p)
@@ -1205,6 +1311,7 @@ static void ctl_get_form(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
 {
     const char *from = from_of(iq);
     if (gw_iot_access(fe->iot, from) < GW_ACCESS_CONTROL) {
+        gw_iot_refused(fe->iot, from, "getForm", "Control access required");
         send_st(fe, xs_iq_error(iq, "cancel", "forbidden",
                                 "Control access required"));
         return;
@@ -1221,13 +1328,20 @@ static void ctl_get_form(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
             char text[160];
             snprintf(text, sizeof(text), "Unknown or not controllable node %s",
                      id ? id : "");
+            gw_iot_refused(fe->iot, from, "getForm", "%s", text);
             send_st(fe, xs_iq_error(iq, "cancel", "item-not-found", text));
             return;
         }
-        if (n < MAX_NODES_IN_REQ)
-            nodes[n++] = node;
+        if (n == MAX_NODES_IN_REQ) {
+            gw_iot_refused(fe->iot, from, "getForm", "too many nodes");
+            send_st(fe, xs_iq_error(iq, "modify", "not-acceptable",
+                                    "Too many nodes"));
+            return;
+        }
+        nodes[n++] = node;
     }
     if (n == 0) {
+        gw_iot_refused(fe->iot, from, "getForm", "no node named");
         send_st(fe, xs_iq_error(iq, "modify", "bad-request",
                                 "Name the node(s) of the form"));
         return;
@@ -1241,7 +1355,64 @@ static void ctl_get_form(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
     set_text(add(x, "title", NULL), title);
     struct form_ctx fc = {.fe = fe, .nodes = nodes, .n = n, .x = x};
     gw_iot_node_controls(fe->iot, nodes[0], form_field, &fc);
-    send_st(fe, r);
+    answer(fe, iq, r, "getForm", "getForm", NULL);
+}
+
+static bool is_delay(const struct xs_stanza *el)
+{
+    const char *name = xs_stanza_name(el), *ns = xs_stanza_ns(el);
+    if (!ns)
+        return false;
+    return (strcmp(name, "delay") == 0 && strcmp(ns, XS_NS_DELAY) == 0) ||
+           (strcmp(name, "x") == 0 && strcmp(ns, "jabber:x:delay") == 0);
+}
+
+/* One delay stamp against the age bounds; false with why when it fails. */
+static bool stamp_ok(const struct xs_iot_xsf *fe, const struct xs_stanza *d,
+                     int64_t now_ms, char *why, size_t cap)
+{
+    int64_t stamp;
+    if (xs_iot_parse_time(xs_stanza_attr(d, "stamp"), &stamp) != GW_OK) {
+        snprintf(why, cap, "unreadable delay stamp");
+        return false;
+    }
+    if (now_ms - stamp > (int64_t)fe->opts.control_max_age_ms) {
+        snprintf(why, cap, "delayed %" PRId64 " ms (max %" PRIu32 " ms)",
+                 now_ms - stamp, fe->opts.control_max_age_ms);
+        return false;
+    }
+    if (stamp - now_ms > XS_IOT_DELAY_SKEW_MS) {
+        snprintf(why, cap,
+                 "delay stamp %" PRId64 " ms in the future (max %d ms)",
+                 stamp - now_ms, XS_IOT_DELAY_SKEW_MS);
+        return false;
+    }
+    return true;
+}
+
+/* XEP-0203 (and legacy jabber:x:delay) age check of a control message.
+ * The server's stamp decides: the last delay whose from is the account's
+ * domain (a server appends its delay after anything the sender put in).
+ * Without one, every delay the message carries must pass: a stamp the
+ * sender added can only get its own message refused. */
+static bool delay_refused(const struct xs_iot_xsf *fe,
+                          const struct xs_stanza *msg, int64_t now_ms,
+                          char *why, size_t cap)
+{
+    const struct xs_stanza *server = NULL;
+    for (const struct xs_stanza *ch = xs_stanza_first_child(msg); ch;
+         ch = xs_stanza_next(ch)) {
+        const char *by = is_delay(ch) ? xs_stanza_attr(ch, "from") : NULL;
+        if (by && fe->server[0] && xs_jid_bare_equal(by, fe->server))
+            server = ch;
+    }
+    if (server)
+        return !stamp_ok(fe, server, now_ms, why, cap);
+    for (const struct xs_stanza *ch = xs_stanza_first_child(msg); ch;
+         ch = xs_stanza_next(ch))
+        if (is_delay(ch) && !stamp_ok(fe, ch, now_ms, why, cap))
+            return true;
+    return false;
 }
 
 bool xs_iot_xsf_message(struct xs_iot_xsf *fe, const struct xs_stanza *msg,
@@ -1251,32 +1422,16 @@ bool xs_iot_xsf_message(struct xs_iot_xsf *fe, const struct xs_stanza *msg,
     if (!set)
         return false;
     const char *from = from_of(msg);
-    const struct xs_stanza *delay = xs_stanza_child(msg, "delay", XS_NS_DELAY);
-    if (!delay)
-        delay = xs_stanza_child(msg, "x", "jabber:x:delay");
-    if (delay) {
-        int64_t stamp;
-        if (xs_iot_parse_time(xs_stanza_attr(delay, "stamp"), &stamp) !=
-            GW_OK) {
-            GW_LOG(fe->log, GW_LOG_WARN, AREA,
-                   "control message from %s refused: unreadable delay stamp",
-                   from);
-            return true;
-        }
-        if (now_ms - stamp > (int64_t)fe->opts.control_max_age_ms) {
-            GW_LOG(fe->log, GW_LOG_WARN, AREA,
-                   "control message from %s refused: delayed %" PRId64
-                   " ms (max %u ms)",
-                   from, now_ms - stamp, fe->opts.control_max_age_ms);
-            return true;
-        }
+    char why[128];
+    if (delay_refused(fe, msg, now_ms, why, sizeof(why))) {
+        gw_iot_refused(fe->iot, from, "control message", "%s", why);
+        return true;
     }
     struct gw_iot_ctl_result res;
     const char *pn, *nid;
     if (!start_control(fe, msg, set, false, &res, &pn, &nid))
-        GW_LOG(fe->log, GW_LOG_WARN, AREA,
-               "control message from %s refused: %s (%s)", from, res.text,
-               code_name(res.code));
+        gw_iot_refused(fe->iot, from, "control message", "%s (%s)", res.text,
+                       code_name(res.code));
     return true;
 }
 
@@ -1342,9 +1497,10 @@ static void conc_fail(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
     };
     struct xs_stanza *r = xs_iq_error(iq, map[code].type, map[code].cond, text);
     char name[96];
-    snprintf(name, sizeof(name), "%sResponse", op);
-    struct xs_stanza *o = add(r, name, XS_NS_IOT_CONC);
-    set_attr(o, "result", map[code].code);
+    if (response_name(op, name, sizeof(name)))
+        set_attr(add(r, name, XS_NS_IOT_CONC), "result", map[code].code);
+    gw_iot_refused(fe->iot, from_of(iq), "concentrator", "%.64s: %s%s%s", op,
+                   map[code].code, text ? ": " : "", text ? text : "");
     send_st(fe, r);
 }
 
@@ -1557,12 +1713,14 @@ static void conc_iq(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
     bool set_op = strcmp(name, "subscribe") == 0 ||
                   strcmp(name, "unsubscribe") == 0 ||
                   strcmp(name, "executeNodeCommand") == 0;
-    if (!known || set != set_op) {
-        conc_fail(fe, iq, name, CC_NOT_IMPLEMENTED, NULL);
-        return;
-    }
+    /* Access first: a stranger learns nothing, not even which operations
+     * exist. */
     if (gw_iot_access(fe->iot, from) < GW_ACCESS_READ) {
         conc_fail(fe, iq, name, CC_FORBIDDEN, "Access denied");
+        return;
+    }
+    if (!known || set != set_op) {
+        conc_fail(fe, iq, name, CC_NOT_IMPLEMENTED, NULL);
         return;
     }
     bool params = truthy(xs_stanza_attr(op, "parameters"));
@@ -1709,7 +1867,7 @@ static void conc_iq(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
         conc_subscribe(fe, iq, op, strcmp(name, "subscribe") == 0);
         return;
     }
-    send_st(fe, res);
+    answer(fe, iq, res, "concentrator", name, name);
 }
 
 /* ---- routing ------------------------------------------------------------ */

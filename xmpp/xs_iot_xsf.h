@@ -34,13 +34,29 @@
 
 struct xs_iot_xsf_opts {
     /* A control <set> message whose XEP-0203 <delay> is older than this is
-     * refused (and logged); 0 = 60 s. */
+     * refused (and logged); 0 = 60 s.  A stamp more than
+     * XS_IOT_DELAY_SKEW_MS in the future is refused too. */
     uint32_t control_max_age_ms;
-    /* Largest <fields> message, in bytes of XML; 0 = 16 KiB (min 2 KiB). */
+    /* Largest <fields> message, in bytes of XML; 0 = 16 KiB (min 2 KiB),
+     * at most half of stanza_max. */
     size_t chunk_max;
+    /* Largest stanza the session sends (xmpp.stanza_max); 0 = 256 KiB.
+     * An answer the send function refuses as larger (GW_ELIMIT) is
+     * replaced by an error. */
+    size_t stanza_max;
+    /* The account's domain (the server that adds XEP-0203 delays to
+     * offline messages), or NULL.  A control message's age is read from
+     * the last <delay> whose from is this domain; without one, every
+     * <delay> it carries must pass. */
+    const char *server;
 };
 
-/* Sends st (taken, always).  Returns 0 or a gw_err. */
+/* How far in the future a <delay> stamp may be (clock skew). */
+#define XS_IOT_DELAY_SKEW_MS 30000
+
+/* Sends st (taken, always).  Returns 0, GW_ELIMIT (larger than the largest
+ * stanza: not sent) or another gw_err.  This is also the seam that lets
+ * tests and the fuzz target drive the front end without a session. */
 typedef int (*xs_iot_send_fn)(void *ud, struct xs_stanza *st);
 
 struct xs_iot_xsf;
@@ -64,12 +80,18 @@ int xs_iot_xsf_attach(struct xs_iot_xsf *fe, struct xs_conn *c);
 const char *const *xs_iot_xsf_features(void);
 
 /* Handles an iq get/set whose child is in one of the three namespaces
- * (answers exactly once, now or later). */
+ * (answers exactly once, now or later).  Every refusal (no access, unknown
+ * node, bounds, ...) is logged through gw_iot_refused (rate-limited per
+ * sender); an answer too large for one stanza becomes a
+ * resource-constraint error (XEP-0326: with result='OtherError'), also
+ * logged. */
 void xs_iot_xsf_iq(struct xs_iot_xsf *fe, const struct xs_stanza *iq);
 
 /* A message: handles a control <set> (fire-and-forget; refusals are
  * logged, never answered).  now_ms is the realtime clock (for the delay
- * check).  Returns true when the message was for this front end. */
+ * check: the server's stamp, see opts.server, must be neither older than
+ * control_max_age_ms nor more than XS_IOT_DELAY_SKEW_MS ahead).  Returns
+ * true when the message was for this front end. */
 bool xs_iot_xsf_message(struct xs_iot_xsf *fe, const struct xs_stanza *msg,
                         int64_t now_ms);
 

@@ -5,7 +5,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -67,13 +70,14 @@ struct fx {
     struct gw_iot *iot;
 };
 
-static int setup_opts(void **state, const struct gw_iot_opts *opts)
+static int setup_map(void **state, const char *map,
+                     const struct gw_iot_opts *opts)
 {
     static struct fx f;
     memset(&f, 0, sizeof(f));
     struct cfg_errors errs;
     cfg_errors_init(&errs);
-    int rc = cfg_load_buffer("map.yaml", MAP, strlen(MAP), &f.cfg, &errs);
+    int rc = cfg_load_buffer("map.yaml", map, strlen(map), &f.cfg, &errs);
     if (rc != GW_OK)
         cfg_errors_print(&errs, stderr);
     cfg_errors_close(&errs);
@@ -89,6 +93,11 @@ static int setup_opts(void **state, const struct gw_iot_opts *opts)
         return -1;
     *state = &f;
     return 0;
+}
+
+static int setup_opts(void **state, const struct gw_iot_opts *opts)
+{
+    return setup_map(state, MAP, opts);
 }
 
 static int setup(void **state)
@@ -586,6 +595,264 @@ static void test_control_validation(void **state)
     assert_int_equal(r.code, GW_IOT_CTL_FORM_ERROR);
 }
 
+/* ---- control bounds ----------------------------------------------------- */
+
+static void test_control_bounds(void **state)
+{
+    struct fx *f = *state;
+    gw_iot_free(f->iot);
+    struct gw_iot_opts o = {.control_max_writes = 3};
+    assert_int_equal(gw_iot_new(f->cfg, &f->store, NULL, NULL, &o, &f->iot), 0);
+    const char *ops = "ops@example.org/console";
+    size_t m1 = node_of(f, "m1"), m2 = node_of(f, "m2");
+    struct gw_iot_ctl_result r;
+    /* 4 distinct writes > 3: refused before any per-point check (the
+     * unknown parameter is not even looked at). */
+    struct gw_iot_set four[] = {{"relay", GW_IOT_H_BOOLEAN, "true"},
+                                {"setpoint", GW_IOT_H_DOUBLE, "21"},
+                                {"mode", GW_IOT_H_STRING, "auto"},
+                                {"nope", GW_IOT_H_INT, "1"}};
+    assert_false(gw_iot_control_check(f->iot, ops, &m1, 1, four, 4, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    assert_int_equal(r.err, GW_ELIMIT);
+    assert_non_null(strstr(r.text, "4 writes"));
+    assert_non_null(strstr(r.text, "3 allowed"));
+    /* The same through control_start: nothing started. */
+    struct gw_iot_control *ctl = (void *)1;
+    assert_false(gw_iot_control_start(f->iot, ops, &m1, 1, four, 4, NULL, NULL,
+                                      &ctl, &r));
+    assert_null(ctl);
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    /* 2 nodes x 2 parameters = 4 > 3. */
+    size_t both[] = {m1, m2};
+    assert_false(gw_iot_control_check(f->iot, ops, both, 2, four, 2, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    /* Duplicates collapse: m1 named 1024 times, one parameter repeated 256
+     * times = 1 write (valid; NotImplemented for want of an engine). */
+    size_t *many = calloc(1024, sizeof(*many));
+    struct gw_iot_set *same = calloc(256, sizeof(*same));
+    assert_non_null(many);
+    assert_non_null(same);
+    for (size_t i = 0; i < 1024; i++)
+        many[i] = m1;
+    for (size_t i = 0; i < 256; i++)
+        same[i] = (struct gw_iot_set){"relay", GW_IOT_H_BOOLEAN, "false"};
+    assert_false(gw_iot_control_check(f->iot, ops, many, 1024, same, 256, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_IMPLEMENTED);
+    /* A repeat with another value is another write (a pulse): 3 fit. */
+    same[1].value = "true";
+    same[2].value = "1";
+    assert_false(gw_iot_control_check(f->iot, ops, many, 1024, same, 256, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_IMPLEMENTED);
+    same[3].value = "0";
+    assert_false(gw_iot_control_check(f->iot, ops, many, 1024, same, 256, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    /* The default bound is 32: 2 nodes x 17 parameters. */
+    gw_iot_free(f->iot);
+    assert_int_equal(gw_iot_new(f->cfg, &f->store, NULL, NULL, NULL, &f->iot),
+                     0);
+    char names[17][8];
+    for (size_t i = 0; i < 17; i++) {
+        snprintf(names[i], sizeof(names[i]), "p%zu", i);
+        same[i] = (struct gw_iot_set){names[i], GW_IOT_H_INT, "1"};
+    }
+    assert_false(gw_iot_control_check(f->iot, ops, both, 2, same, 16, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_FOUND); /* 32: checked further */
+    assert_false(gw_iot_control_check(f->iot, ops, both, 2, same, 17, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    assert_non_null(strstr(r.text, "34 writes"));
+    free(many);
+    free(same);
+}
+
+/* Serial links: 1200 baud 8E1 (9.17 ms a character); rtu-over-tcp costed at
+ * 19200 8E1 plus the link's delay before every request. */
+static const char BUS_MAP[] =
+    "links:\n"
+    "  - name: slow\n"
+    "    type: rtu\n"
+    "    device: /dev/null\n"
+    "    baud: 1200\n"
+    "    units:\n"
+    "      - name: s1\n"
+    "        id: 1\n"
+    "        points:\n"
+    "          - {name: a, table: holding, address: 0, writable: true}\n"
+    "          - {name: b, table: holding, address: 1, writable: true}\n"
+    "          - {name: c, table: holding, address: 2, writable: true}\n"
+    "          - {name: d, table: holding, address: 3, writable: true}\n"
+    "          - {name: e, table: holding, address: 4, writable: true}\n"
+    "          - {name: v, table: holding, address: 5, writable: true,\n"
+    "             verify: true}\n"
+    "  - name: gwy\n"
+    "    type: rtu-over-tcp\n"
+    "    host: 127.0.0.1\n"
+    "    delay: 500ms\n"
+    "    units:\n"
+    "      - name: r1\n"
+    "        id: 1\n"
+    "        points:\n"
+    "          - {name: a, table: holding, address: 0, writable: true}\n"
+    "          - {name: b, table: holding, address: 1, writable: true}\n"
+    "  - name: net\n"
+    "    type: tcp\n"
+    "    host: 127.0.0.1\n"
+    "    delay: 500ms\n"
+    "    units:\n"
+    "      - name: t1\n"
+    "        id: 1\n"
+    "        points:\n"
+    "          - {name: a, table: holding, address: 0, writable: true}\n"
+    "          - {name: b, table: holding, address: 1, writable: true}\n"
+    "          - {name: c, table: holding, address: 2, writable: true}\n"
+    "          - {name: d, table: holding, address: 3, writable: true}\n"
+    "          - {name: e, table: holding, address: 4, writable: true}\n";
+
+static int setup_bus(void **state)
+{
+    return setup_map(state, BUS_MAP, NULL);
+}
+
+static void test_control_bus_time(void **state)
+{
+    struct fx *f = *state;
+    const char *ops = "ops@example.org/console";
+    size_t s1 = node_of(f, "s1"), r1 = node_of(f, "r1"), t1 = node_of(f, "t1");
+    struct gw_iot_ctl_result r;
+    struct gw_iot_set p[] = {
+        {"a", GW_IOT_H_INT, "1"}, {"b", GW_IOT_H_INT, "1"},
+        {"c", GW_IOT_H_INT, "1"}, {"d", GW_IOT_H_INT, "1"},
+        {"e", GW_IOT_H_INT, "1"}, {"v", GW_IOT_H_INT, "1"}};
+    /* A write at 1200 baud: FC06 (costed as 24 characters with the
+     * silence) and the re-read (22): about 0.42 s.  4 fit in 2 s, 5 not. */
+    assert_false(gw_iot_control_check(f->iot, ops, &s1, 1, p, 4, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_IMPLEMENTED);
+    assert_false(gw_iot_control_check(f->iot, ops, &s1, 1, p, 5, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    assert_non_null(strstr(r.text, "serial link slow"));
+    assert_non_null(strstr(r.text, "about 2.1"));
+    assert_non_null(strstr(r.text, "limit 2.00 s"));
+    /* rtu-over-tcp: the link's delay before the write and the re-read. */
+    assert_false(gw_iot_control_check(f->iot, ops, &r1, 1, p, 1, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_IMPLEMENTED);
+    assert_false(gw_iot_control_check(f->iot, ops, &r1, 1, p, 2, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    assert_non_null(strstr(r.text, "serial link gwy"));
+    /* Modbus TCP has no shared line: no estimate. */
+    assert_false(gw_iot_control_check(f->iot, ops, &t1, 1, p, 5, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_IMPLEMENTED);
+    /* Other bounds from the options.  A verify point costs one read more:
+     * a b c d = 4 x 0.42 s fit in 1.8 s, a b c v (0.42 x 3 + 0.62) not. */
+    gw_iot_free(f->iot);
+    struct gw_iot_opts o = {.control_max_bus_ms = 1800};
+    assert_int_equal(gw_iot_new(f->cfg, &f->store, NULL, NULL, &o, &f->iot), 0);
+    assert_false(gw_iot_control_check(f->iot, ops, &s1, 1, p, 4, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_IMPLEMENTED);
+    struct gw_iot_set pv[] = {p[0], p[1], p[2], p[5]};
+    assert_false(gw_iot_control_check(f->iot, ops, &s1, 1, pv, 4, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    gw_iot_free(f->iot);
+    o.control_max_bus_ms = 500;
+    assert_int_equal(gw_iot_new(f->cfg, &f->store, NULL, NULL, &o, &f->iot), 0);
+    assert_false(gw_iot_control_check(f->iot, ops, &s1, 1, p, 1, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_NOT_IMPLEMENTED);
+    assert_false(gw_iot_control_check(f->iot, ops, &s1, 1, p, 2, &r));
+    assert_int_equal(r.code, GW_IOT_CTL_LIMIT);
+    assert_non_null(strstr(r.text, "limit 0.50 s"));
+}
+
+/* ---- refusals as audit events ------------------------------------------- */
+
+static size_t lines_with(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void test_refusal_audit(void **state)
+{
+    struct fx *f = *state;
+    gw_iot_free(f->iot);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    assert_non_null(out);
+    struct gw_log log = {.level = GW_LOG_INFO, .out = out};
+    struct gw_iot_opts o = {.audit_window_ms = 200};
+    assert_int_equal(gw_iot_new(f->cfg, &f->store, NULL, &log, &o, &f->iot), 0);
+    /* Five refusals of one kind from one sender (any resource): one line. */
+    for (int i = 0; i < 5; i++)
+        gw_iot_refused(f->iot,
+                       i % 2 ? "evil@example.com/a" : "EVIL@example.com/b",
+                       "control", "try %d", i);
+    /* Another kind, another sender: lines of their own. */
+    gw_iot_refused(f->iot, "evil@example.com/a", "readout", "seqnr 1: no");
+    gw_iot_refused(f->iot, "other@example.com/a", "control", "no");
+    fflush(out);
+    assert_int_equal(lines_with(buf, " refused: "), 3);
+    assert_non_null(
+        strstr(buf, "control from EVIL@example.com/b refused: try 0"));
+    assert_non_null(strstr(buf, "readout from evil@example.com/a refused: "));
+    assert_null(strstr(buf, "try 1"));
+    /* After the window: the count of the suppressed ones, then the new
+     * refusal. */
+    usleep(250 * 1000);
+    gw_iot_refused(f->iot, "evil@example.com/a", "control", "try 5");
+    fflush(out);
+    assert_non_null(strstr(buf, "control from EVIL@example.com: 4 more "
+                                "refusal(s) not logged"));
+    assert_non_null(strstr(buf, "refused: try 5"));
+    /* A flood of distinct senders: GW_IOT_AUDIT_LINES_MAX lines per window
+     * in all, then one line with the count. */
+    usleep(250 * 1000);
+    gw_iot_refused(f->iot, "x@example.com", "control", "flush");
+    fclose(out);
+    free(buf);
+    out = open_memstream(&buf, &len);
+    log.out = out;
+    usleep(250 * 1000);
+    for (int i = 0; i < 100; i++) {
+        char jid[64];
+        snprintf(jid, sizeof(jid), "bot%d@example.net/r", i);
+        gw_iot_refused(f->iot, jid, "concentrator", "getNodes: no");
+    }
+    fflush(out);
+    assert_int_equal(lines_with(buf, " refused: "), GW_IOT_AUDIT_LINES_MAX);
+    usleep(250 * 1000);
+    gw_iot_free(f->iot); /* flushes the counts */
+    f->iot = NULL;
+    fflush(out);
+    assert_non_null(strstr(buf, "68 refusal(s) not logged: more than 32"));
+    fclose(out);
+    free(buf);
+    assert_int_equal(gw_iot_new(f->cfg, &f->store, NULL, NULL, NULL, &f->iot),
+                     0);
+}
+
+/* A point that never had a good value but answers with an exception (a
+ * learnt hole) is a field with QoS error, not left out. */
+static void test_hole_field(void **state)
+{
+    struct fx *f = *state;
+    int64_t now = gw_now_ms();
+    size_t m1 = node_of(f, "m1");
+    gw_store_set_error(&f->store, 0, 0, 5, GW_Q_EXCEPTION, GW_EMBEXC, 2, now);
+    gw_store_set_error(&f->store, 0, 0, 0, GW_Q_TIMEOUT, GW_ETIMEOUT, 0, now);
+    struct fields c = {0};
+    assert_int_equal(gw_iot_node_fields(f->iot, m1, NULL, now, collect, &c), 0);
+    const struct gw_iot_field *p = find_field(&c, "count", GW_IOT_T_MOMENTARY);
+    assert_non_null(p);
+    assert_int_equal(p->qos, GW_IOT_Q_ERROR);
+    assert_int_equal(p->vtype, GW_IOT_V_STRING);
+    assert_string_equal(p->value, "Modbus exception 2");
+    assert_int_equal(p->ts_ms, now);
+    assert_true(p->writable);
+    /* A timeout without a good value still gives no field. */
+    assert_null(find_field(&c, "power", GW_IOT_T_ALL));
+}
+
 static void test_control_params(void **state)
 {
     struct fx *f = *state;
@@ -719,6 +986,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readout_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_validation, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_control_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_bus_time, setup_bus,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hole_field, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_params, setup, teardown),
         cmocka_unit_test_setup_teardown(test_params_messages_commands, setup,
                                         teardown),

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -46,7 +47,7 @@ static const char MAP[] =
 static char *readers[] = {"viewer@example.org"};
 static char *controllers[] = {"ops@example.org"};
 
-#define MAX_OUT 64
+#define MAX_OUT 1024
 
 struct fx {
     struct cfg *cfg;
@@ -55,15 +56,27 @@ struct fx {
     struct xs_iot_xsf *fe;
     char *out[MAX_OUT];
     size_t n_out;
+    size_t limit; /* largest stanza the "session" sends (as xs_conn_send) */
+    size_t refused;
+    struct gw_log log; /* refusals and control lines, into logbuf */
+    char *logbuf;
+    size_t loglen;
 };
 
+/* The send seam: serialize as xs_conn_send does, with its size limit. */
 static int capture(void *ud, struct xs_stanza *st)
 {
     struct fx *f = ud;
     struct xs_buf b;
-    xs_buf_init(&b, 1u << 20);
-    assert_int_equal(xs_stanza_serialize(st, XS_NS_CLIENT, &b), 0);
+    xs_buf_init(&b, f->limit ? f->limit : 1u << 20);
+    int rc = xs_stanza_serialize(st, XS_NS_CLIENT, &b);
     xs_stanza_free(st);
+    if (rc == GW_ELIMIT && f->limit) {
+        xs_buf_close(&b);
+        f->refused++;
+        return GW_ELIMIT;
+    }
+    assert_int_equal(rc, 0);
     assert_true(f->n_out < MAX_OUT);
     f->out[f->n_out++] = strdup(b.data);
     xs_buf_close(&b);
@@ -93,13 +106,14 @@ static void fill_store(struct fx *f, int64_t now)
     }
 }
 
-static int setup_chunk(void **state, size_t chunk)
+static int setup_full(void **state, const char *map, size_t chunk, size_t limit,
+                      uint32_t audit_window_ms)
 {
     static struct fx f;
     memset(&f, 0, sizeof(f));
     struct cfg_errors errs;
     cfg_errors_init(&errs);
-    int rc = cfg_load_buffer("map.yaml", MAP, strlen(MAP), &f.cfg, &errs);
+    int rc = cfg_load_buffer("map.yaml", map, strlen(map), &f.cfg, &errs);
     cfg_errors_print(&errs, stderr);
     cfg_errors_close(&errs);
     if (rc != GW_OK)
@@ -108,15 +122,28 @@ static int setup_chunk(void **state, size_t chunk)
     f.cfg->access.n_readers = 1;
     f.cfg->access.controllers = controllers;
     f.cfg->access.n_controllers = 1;
-    if (gw_store_init(&f.store, f.cfg) != GW_OK ||
-        gw_iot_new(f.cfg, &f.store, NULL, NULL, NULL, &f.iot) != GW_OK)
+    f.limit = limit;
+    f.log.level = GW_LOG_INFO;
+    f.log.out = open_memstream(&f.logbuf, &f.loglen);
+    struct gw_iot_opts io = {.audit_window_ms = audit_window_ms};
+    if (!f.log.out || gw_store_init(&f.store, f.cfg) != GW_OK ||
+        gw_iot_new(f.cfg, &f.store, NULL, &f.log, &io, &f.iot) != GW_OK)
         return -1;
-    struct xs_iot_xsf_opts o = {.chunk_max = chunk, .control_max_age_ms = 5000};
-    if (xs_iot_xsf_new(f.iot, capture, &f, NULL, &o, &f.fe) != GW_OK)
+    struct xs_iot_xsf_opts o = {.chunk_max = chunk,
+                                .control_max_age_ms = 5000,
+                                .stanza_max = limit,
+                                .server = "example.org"};
+    if (xs_iot_xsf_new(f.iot, capture, &f, &f.log, &o, &f.fe) != GW_OK)
         return -1;
-    fill_store(&f, gw_now_ms());
+    if (map == MAP)
+        fill_store(&f, gw_now_ms());
     *state = &f;
     return 0;
+}
+
+static int setup_chunk(void **state, size_t chunk)
+{
+    return setup_full(state, MAP, chunk, 0, 0);
 }
 
 static int setup(void **state)
@@ -138,7 +165,39 @@ static int teardown(void **state)
     gw_store_close(&f->store);
     memset(&f->cfg->access, 0, sizeof(f->cfg->access));
     cfg_free(f->cfg);
+    fclose(f->log.out);
+    free(f->logbuf);
     return 0;
+}
+
+/* The log so far (refusal lines, control lines). */
+static const char *logged(struct fx *f)
+{
+    fflush(f->log.out);
+    return f->logbuf ? f->logbuf : "";
+}
+
+/* Forgets the log so far. */
+static void clear_log(struct fx *f)
+{
+    fclose(f->log.out);
+    free(f->logbuf);
+    f->logbuf = NULL;
+    f->loglen = 0;
+    f->log.out = open_memstream(&f->logbuf, &f->loglen);
+    assert_non_null(f->log.out);
+}
+
+/* A refusal audit window of 1 ms: with tick() between requests, every
+ * refusal is logged. */
+static int setup_audit1(void **state)
+{
+    return setup_full(state, MAP, 0, 0, 1);
+}
+
+static void tick(void)
+{
+    usleep(3000);
 }
 
 /* ---- feeding stanzas ----------------------------------------------------- */
@@ -529,6 +588,325 @@ static void test_subscribe_events_presence(void **state)
     assert_int_equal(f->n_out, 0);
 }
 
+/* ---- bounds, delays, refusals, oversized answers ------------------------- */
+
+/* A <set> (iq or message) from ops naming n_nodes nodes (m1, m2, m1, ...,
+ * or m1 only) and the given parameter elements; malloc'd. */
+static char *big_set(bool is_iq, size_t n_nodes, bool only_m1,
+                     const char *params)
+{
+    size_t cap = n_nodes * 32 + strlen(params) + 512;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    size_t len = (size_t)snprintf(
+        s, cap, "%s<set xmlns='urn:xmpp:iot:control'>",
+        is_iq ? "<iq type='set' id='big' from='ops@example.org/c'>"
+              : "<message from='ops@example.org/c'>");
+    for (size_t i = 0; i < n_nodes; i++)
+        len += (size_t)snprintf(s + len, cap - len, "<node nodeId='%s'/>",
+                                only_m1 || i % 2 == 0 ? "m1" : "m2");
+    snprintf(s + len, cap - len, "%s</set>%s", params,
+             is_iq ? "</iq>" : "</message>");
+    return s;
+}
+
+/* n copies of a parameter element, numbered names when numbered. */
+static char *params_of(size_t n, bool numbered)
+{
+    size_t cap = n * 64 + 1;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    size_t len = 0;
+    s[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        len += numbered ? (size_t)snprintf(s + len, cap - len,
+                                           "<int name='p%zu' value='1'/>", i)
+                        : (size_t)snprintf(s + len, cap - len,
+                                           "<boolean name='relay' "
+                                           "value='false'/>");
+    return s;
+}
+
+static void test_control_amplification(void **state)
+{
+    struct fx *f = *state;
+    /* 1,024 nodes (two distinct) x 17 distinct parameters = 34 writes >
+     * 32: refused before any check of the points, in the XEP-0325 error
+     * shape. */
+    char *p17 = params_of(17, true);
+    char *xml = big_set(true, 1024, false, p17);
+    iq(f, xml);
+    free(xml);
+    assert_int_equal(f->n_out, 1);
+    HAS(0, "<iq type='error' to='ops@example.org/c' id='big'>");
+    HAS(0, "<error type='modify'><not-acceptable "
+           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>");
+    HAS(0, "2 node(s) x 17 parameter(s) = 34 writes, more than the 32 "
+           "allowed per request");
+    HAS(0, "<setResponse xmlns='urn:xmpp:iot:control' "
+           "responseCode='OtherError'>");
+    assert_non_null(strstr(logged(f), "control from ops@example.org/c "
+                                      "refused: set refused: 2 node(s) x 17"));
+    clear_out(f);
+    /* The same 1,024 nodes (m1 only) x 256 identical parameters: one write
+     * after de-duplication (valid; no engine here: NotImplemented). */
+    char *p256 = params_of(256, false);
+    xml = big_set(true, 1024, true, p256);
+    iq(f, xml);
+    free(xml);
+    HAS(0, "responseCode='NotImplemented'");
+    clear_out(f);
+    /* More parameters than a request may hold: refused, not truncated. */
+    char *p300 = params_of(300, false);
+    xml = big_set(true, 1, true, p300);
+    iq(f, xml);
+    free(xml);
+    HAS(0, "<not-acceptable");
+    HAS(0, "more than 1024 nodes or 256 parameters");
+    clear_out(f);
+    /* By message: no answer, one log line. */
+    clear_log(f);
+    xml = big_set(false, 40, false, p17);
+    struct xs_stanza *m = parse(xml);
+    free(xml);
+    assert_true(xs_iot_xsf_message(f->fe, m, gw_now_ms()));
+    xs_stanza_free(m);
+    assert_int_equal(f->n_out, 0);
+    assert_non_null(strstr(logged(f), "control message from ops@example.org/c "
+                                      "refused: set refused: 2 node(s) x 17"));
+    free(p17);
+    free(p256);
+    free(p300);
+}
+
+/* A control message from ops (valid for m1) with the given delays; returns
+ * what the log says about it. */
+static const char *delayed(struct fx *f, const char *delays, int64_t now)
+{
+    char xml[1024];
+    snprintf(xml, sizeof(xml),
+             "<message from='ops@example.org/c'>"
+             "<set xmlns='urn:xmpp:iot:control'><node nodeId='m1'/>"
+             "<boolean name='relay' value='false'/></set>%s</message>",
+             delays);
+    tick();
+    clear_log(f);
+    struct xs_stanza *m = parse(xml);
+    assert_true(xs_iot_xsf_message(f->fe, m, now));
+    xs_stanza_free(m);
+    assert_int_equal(f->n_out, 0);
+    return logged(f);
+}
+
+#define D(from, stamp)                                                         \
+    "<delay xmlns='urn:xmpp:delay' " from " stamp='" stamp "'/>"
+/* 2023-11-14T22:13:20Z */
+#define NOW 1700000000000
+
+static void test_control_delay_rules(void **state)
+{
+    struct fx *f = *state;
+    /* Accepted by the delay check: then "no bus engine" (no engine). */
+    const char *ok = "refused: no bus engine (NotImplemented)";
+    assert_non_null(strstr(delayed(f, "", NOW), ok));
+    assert_non_null(strstr(
+        delayed(f, D("from='example.org'", "2023-11-14T22:13:18Z"), NOW), ok));
+    /* A stamp in the future: refused beyond 30 s of skew. */
+    assert_non_null(
+        strstr(delayed(f, D("from='example.org'", "2023-11-14T22:14:30Z"), NOW),
+               "refused: delay stamp 70000 ms in the future"));
+    assert_non_null(strstr(
+        delayed(f, D("from='example.org'", "2023-11-14T22:13:40Z"), NOW), ok));
+    /* The server's stamp decides, not the first one found: a fresh stamp
+     * the sender put first does not hide the server's old one ... */
+    assert_non_null(
+        strstr(delayed(f,
+                       D("from='ops@example.org/c'", "2023-11-14T22:13:19Z")
+                           D("from='example.org'", "2023-11-14T22:00:00Z"),
+                       NOW),
+               "refused: delayed 800000 ms (max 5000 ms)"));
+    /* ... and an old foreign stamp does not matter when the server's is
+     * fresh. */
+    assert_non_null(
+        strstr(delayed(f,
+                       D("from='other.example.com'", "2023-11-14T22:00:00Z")
+                           D("from='EXAMPLE.org'", "2023-11-14T22:13:19Z"),
+                       NOW),
+               ok));
+    /* Two claiming the server: the last (outermost, added by it) counts. */
+    assert_non_null(
+        strstr(delayed(f,
+                       D("from='example.org'", "2023-11-14T22:13:19Z")
+                           D("from='example.org'", "2023-11-14T22:00:00Z"),
+                       NOW),
+               "refused: delayed 800000 ms"));
+    /* Legacy jabber:x:delay from the server. */
+    assert_non_null(strstr(delayed(f,
+                                   "<x xmlns='jabber:x:delay' "
+                                   "from='example.org' "
+                                   "stamp='20231114T22:00:00'/>",
+                                   NOW),
+                           "refused: delayed"));
+    /* No server stamp: every stamp must pass. */
+    assert_non_null(
+        strstr(delayed(f,
+                       D("from='a.example.com'", "2023-11-14T22:13:19Z")
+                           D("", "2023-11-14T22:00:00Z"),
+                       NOW),
+               "refused: delayed 800000 ms"));
+    assert_non_null(strstr(delayed(f, D("", "not a time"), NOW),
+                           "refused: unreadable delay"));
+}
+
+static void test_cancel_access(void **state)
+{
+    struct fx *f = *state;
+    /* A stranger: forbidden (with <rejected>), whatever the seqnr. */
+    iq(f, "<iq type='get' id='k' from='evil@example.com/x'>"
+          "<cancel xmlns='urn:xmpp:iot:sensordata' seqnr='1'/></iq>");
+    assert_int_equal(f->n_out, 1);
+    HAS(0, "<error type='cancel'><forbidden "
+           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>");
+    HAS(0, "<rejected xmlns='urn:xmpp:iot:sensordata' seqnr='1'><error>Access "
+           "denied</error></rejected>");
+    HASNT(0, "item-not-found");
+    assert_non_null(strstr(logged(f), "cancel from evil@example.com/x "
+                                      "refused: seqnr 1: Access denied"));
+    clear_out(f);
+    /* A reader: no such readout. */
+    iq(f, "<iq type='get' id='k' from='viewer@example.org/c'>"
+          "<cancel xmlns='urn:xmpp:iot:sensordata' seqnr='1'/></iq>");
+    HAS(0, "<item-not-found");
+}
+
+static void test_refusals_logged(void **state)
+{
+    struct fx *f = *state;
+    const char *ev = "from='evil@example.com/x'";
+    char buf[512];
+#define EVIL(type, body)                                                       \
+    do {                                                                       \
+        snprintf(buf, sizeof(buf), "<iq type='" type "' id='e' %s>%s</iq>",    \
+                 ev, body);                                                    \
+        iq(f, buf);                                                            \
+    } while (0)
+    EVIL("set", "<set xmlns='urn:xmpp:iot:control'><node nodeId='m1'/>"
+                "<boolean name='relay' value='true'/></set>");
+    EVIL("get", "<getForm xmlns='urn:xmpp:iot:control'><node nodeId='m1'/>"
+                "</getForm>");
+    EVIL("get", "<req xmlns='urn:xmpp:iot:sensordata' seqnr='9'/>");
+    EVIL("get", "<getCapabilities xmlns='urn:xmpp:iot:concentrators'/>");
+    EVIL("get", "<getNodes xmlns='urn:xmpp:iot:concentrators'>"
+                "<node sourceId='MeteringTopology' nodeId='m1'/></getNodes>");
+    /* An operation that does not exist: a stranger learns only "no". */
+    EVIL("set", "<moveNodeUp xmlns='urn:xmpp:iot:concentrators' "
+                "sourceId='MeteringTopology' nodeId='m2'/>");
+#undef EVIL
+    struct xs_stanza *m =
+        parse("<message from='evil@example.com/x'>"
+              "<set xmlns='urn:xmpp:iot:control'><node nodeId='m1'/>"
+              "<boolean name='relay' value='true'/></set></message>");
+    assert_true(xs_iot_xsf_message(f->fe, m, gw_now_ms()));
+    xs_stanza_free(m);
+    HAS(5, "<moveNodeUpResponse xmlns='urn:xmpp:iot:concentrators' "
+           "result='InsufficientPrivileges'/>");
+    const char *log = logged(f);
+    assert_non_null(strstr(log, "control from evil@example.com/x refused: "
+                                "evil@example.com/x may not control this "
+                                "gateway (InsufficientPrivileges)"));
+    assert_non_null(strstr(log, "getForm from evil@example.com/x refused: "
+                                "Control access required"));
+    assert_non_null(strstr(log, "readout from evil@example.com/x refused: "
+                                "seqnr 9: Access denied"));
+    assert_non_null(strstr(log, "concentrator from evil@example.com/x refused: "
+                                "getCapabilities: InsufficientPrivileges"));
+    assert_non_null(strstr(log, "control message from evil@example.com/x "
+                                "refused: "));
+    /* One line per kind and sender in the window: getNodes and moveNodeUp
+     * were counted, not logged. */
+    assert_int_equal(count(log, " refused: "), 5);
+    assert_null(strstr(log, "getNodes"));
+}
+
+/* 4 links x 100 units: node lists far beyond a 10,000-byte stanza. */
+static char *large_map(void)
+{
+    size_t cap = 400 * 120 + 4 * 100;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    size_t len = (size_t)snprintf(s, cap, "links:\n");
+    for (int l = 0; l < 4; l++) {
+        len += (size_t)snprintf(s + len, cap - len,
+                                "  - name: link%d\n    type: tcp\n"
+                                "    host: 127.0.0.1\n    units:\n",
+                                l);
+        for (int u = 0; u < 100; u++)
+            len += (size_t)snprintf(
+                s + len, cap - len,
+                "      - name: unit%d-%d\n        id: %d\n        points:\n"
+                "          - {name: p, table: holding, address: 0}\n",
+                l, u, u + 1);
+    }
+    return s;
+}
+
+static int setup_large(void **state)
+{
+    static char *map;
+    free(map);
+    map = large_map();
+    return setup_full(state, map, 0, 10000, 0);
+}
+
+static void test_oversized_answers(void **state)
+{
+    struct fx *f = *state;
+    /* 405 nodes do not fit one iq result: an error, not silence. */
+    iq(f, "<iq type='get' id='a' from='viewer@example.org/c'>"
+          "<getAllNodes xmlns='urn:xmpp:iot:concentrators' "
+          "sourceId='MeteringTopology'/></iq>");
+    assert_int_equal(f->refused, 1);
+    assert_int_equal(f->n_out, 1);
+    HAS(0, "<iq type='error' to='viewer@example.org/c' id='a'>");
+    HAS(0, "<error type='wait'><resource-constraint "
+           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>");
+    HAS(0, "exceed the largest stanza (10000 bytes)");
+    HAS(0, "<getAllNodesResponse xmlns='urn:xmpp:iot:concentrators' "
+           "result='OtherError'/>");
+    assert_non_null(strstr(logged(f), "concentrator from viewer@example.org/c "
+                                      "refused: getAllNodes: the answer is "
+                                      "larger than the stanza limit"));
+    clear_out(f);
+    /* A link's 100 units with their parameters: too large as well. */
+    iq(f, "<iq type='get' id='b' from='viewer@example.org/c'>"
+          "<getChildNodes xmlns='urn:xmpp:iot:concentrators' "
+          "sourceId='MeteringTopology' nodeId='link1' parameters='true'/>"
+          "</iq>");
+    assert_int_equal(f->n_out, 1);
+    HAS(0, "<getChildNodesResponse xmlns='urn:xmpp:iot:concentrators' "
+           "result='OtherError'/>");
+    clear_out(f);
+    /* A small question still gets its answer. */
+    iq(f, "<iq type='get' id='c' from='viewer@example.org/c'>"
+          "<getNodes xmlns='urn:xmpp:iot:concentrators'>"
+          "<node sourceId='MeteringTopology' nodeId='unit3-7'/></getNodes>"
+          "</iq>");
+    HAS(0, "<iq type='result'");
+    HAS(0, "nodeId='unit3-7'");
+    clear_out(f);
+    /* A readout of everything is split into messages that fit. */
+    f->refused = 0;
+    iq(f, "<iq type='get' id='d' from='viewer@example.org/c'>"
+          "<req xmlns='urn:xmpp:iot:sensordata' seqnr='1' all='true'/></iq>");
+    assert_int_equal(f->refused, 0);
+    assert_true(f->n_out > 10);
+    for (size_t i = 1; i < f->n_out; i++) {
+        assert_true(strlen(f->out[i]) <= 10000);
+        assert_true((strstr(f->out[i], "done='true'") != NULL) ==
+                    (i == f->n_out - 1));
+    }
+}
+
 static void test_time(void **state)
 {
     (void)state;
@@ -563,6 +941,14 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_concentrator_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscribe_events_presence, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_control_amplification, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_control_delay_rules, setup_audit1,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_access, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_answers, setup_large,
                                         teardown),
         cmocka_unit_test(test_time),
     };
