@@ -44,6 +44,7 @@ static void on_store_event(void *data, enum gw_store_event ev, size_t link,
     }
     if (ev == GW_STORE_UNIT) {
         const struct gw_unit_state *us = &d->store.links[link].units[unit];
+        char why[96];
         if (us->status == GW_UNIT_ONLINE)
             GW_LOG(d->log, GW_LOG_NOTICE, "state", "unit %s: online",
                    d->cfg->links[link].units[unit].name);
@@ -51,7 +52,8 @@ static void on_store_event(void *data, enum gw_store_event ev, size_t link,
             GW_LOG(d->log, GW_LOG_WARN, "state", "unit %s: %s (last error: %s)",
                    d->cfg->links[link].units[unit].name,
                    gw_unit_status_name(us->status),
-                   us->last_err ? gw_strerror(us->last_err) : "none");
+                   gw_store_err_text(us->last_err, us->last_exception, why,
+                                     sizeof(why)));
         return;
     }
     const struct cfg_unit *cu = &d->cfg->links[link].units[unit];

@@ -6,12 +6,23 @@
 
 #include "gw_err.h"
 
+/* The re-probe schedule of one hole. */
+struct eng_hole {
+    uint32_t retry_ms; /* the current interval */
+    uint64_t due;      /* uv_now() ms of the next scheduled re-probe */
+    bool probing;      /* a scheduled re-probe is out */
+};
+
 struct eng_unit {
     uint32_t failed_cycles;
     uint32_t backoff_ms;
     uint64_t skip_until; /* uv_now() ms; 0 = not in backoff */
-    bool probe_sent;
-    struct ad_hole *holes;
+    /* uv_now() ms: a probe is out until its outcome arrives, or at the
+     * latest until then (a safety net: every completion clears it); 0 =
+     * none. */
+    uint64_t probe_until;
+    struct ad_hole *holes;       /* what the planner leaves out */
+    struct eng_hole *hole_sched; /* parallel to holes */
     size_t n_holes, cap_holes;
 };
 
@@ -72,6 +83,10 @@ struct eng_req {
     struct ad_plan plan; /* reads */
     size_t point;        /* writes */
     bool is_write;
+    bool probe;          /* this read is the unit's backoff probe */
+    bool hole_probe;     /* this read re-probes `hole` */
+    bool hole_scheduled; /* ... on the hole's schedule (not on demand) */
+    struct ad_hole hole;
     bool job_done;          /* job->done has run */
     struct eng_req *parent; /* for split reads of an on-demand read */
     size_t children;        /* split reads still running */
@@ -164,23 +179,60 @@ static void store_request(struct gw_engine *eng, size_t l,
     }
 }
 
-static int add_hole(struct eng_unit *eu, enum cfg_table t, uint16_t start,
-                    uint16_t count)
+static size_t find_hole(const struct eng_unit *eu, const struct ad_hole *h)
 {
     for (size_t i = 0; i < eu->n_holes; i++)
-        if (eu->holes[i].table == t && eu->holes[i].start == start &&
-            eu->holes[i].count == count)
-            return GW_OK;
+        if (eu->holes[i].table == h->table && eu->holes[i].start == h->start &&
+            eu->holes[i].count == h->count)
+            return i;
+    return SIZE_MAX;
+}
+
+/* Learns a hole (no-op when known); *added says whether it is new.  Its
+ * first re-probe is due after hole_retry_min_ms. */
+static int add_hole(struct gw_engine *eng, struct eng_unit *eu,
+                    const struct ad_hole *h, bool *added)
+{
+    *added = false;
+    if (find_hole(eu, h) != SIZE_MAX)
+        return GW_OK;
     if (eu->n_holes == eu->cap_holes) {
         size_t cap = eu->cap_holes ? eu->cap_holes * 2 : 4;
-        struct ad_hole *h = realloc(eu->holes, cap * sizeof(*h));
-        if (!h)
+        struct ad_hole *nh = realloc(eu->holes, cap * sizeof(*nh));
+        if (!nh)
             return GW_ENOMEM;
-        eu->holes = h;
+        eu->holes = nh;
+        struct eng_hole *ns = realloc(eu->hole_sched, cap * sizeof(*ns));
+        if (!ns)
+            return GW_ENOMEM;
+        eu->hole_sched = ns;
         eu->cap_holes = cap;
     }
-    eu->holes[eu->n_holes++] = (struct ad_hole){t, start, count};
+    uint32_t retry = eng->opts.hole_retry_min_ms;
+    eu->hole_sched[eu->n_holes] =
+        (struct eng_hole){retry, uv_now(eng->loop) + retry, false};
+    eu->holes[eu->n_holes++] = *h;
+    *added = true;
     return GW_OK;
+}
+
+static void remove_hole(struct eng_unit *eu, size_t i)
+{
+    size_t rest = eu->n_holes - i - 1;
+    memmove(&eu->holes[i], &eu->holes[i + 1], rest * sizeof(eu->holes[0]));
+    memmove(&eu->hole_sched[i], &eu->hole_sched[i + 1],
+            rest * sizeof(eu->hole_sched[0]));
+    eu->n_holes--;
+}
+
+/* Does point p lie (partly) in hole h? */
+static bool point_in_hole(const struct cfg_point *p, const struct ad_hole *h)
+{
+    if (p->table != h->table || h->count == 0)
+        return false;
+    uint32_t lo = p->address, hi = lo + p->count - 1u;
+    uint32_t hlo = h->start, hhi = hlo + h->count - 1u;
+    return hlo <= hi && hhi >= lo;
 }
 
 static enum cfg_table table_of_fc(uint8_t fc)
@@ -220,13 +272,16 @@ static bool handle_exception(struct gw_engine *eng, struct eng_link *el,
         if (cu->points[plan->points[req->first + k]].address != req->start)
             single = false;
     if (single) {
-        if (io->exception == 2) {
+        struct ad_hole h = {table_of_fc(req->fc), req->start, req->count};
+        bool added = false;
+        if (io->exception == 2 && add_hole(eng, eu, &h, &added) == GW_OK &&
+            added) {
             GW_LOG(eng->log, GW_LOG_WARN, AREA,
                    "unit %s: address %u (%s) is illegal (exception 02); "
-                   "no longer polled",
+                   "left out of the polls, tried again in %u s",
                    cu->name, (unsigned)req->start,
-                   cu->points[plan->points[req->first]].name);
-            add_hole(eu, table_of_fc(req->fc), req->start, req->count);
+                   cu->points[plan->points[req->first]].name,
+                   (unsigned)(eng->opts.hole_retry_min_ms / 1000));
             el->replan = true;
         }
         return false;
@@ -248,33 +303,76 @@ static bool handle_exception(struct gw_engine *eng, struct eng_link *el,
     return submit_split(eng, el, plan, req, parent) == GW_OK;
 }
 
-/* Per-unit cycle outcome: backoff and status.  A cycle that failed only
- * because the link is down says nothing about the unit: it shows offline,
- * but its backoff is left alone (the link has its own), so it is polled
- * fully as soon as the link is back. */
+/* What one job told about one unit. */
+struct unit_seen {
+    bool seen;      /* the job had requests for it */
+    bool failed;    /* a timeout or a garbled reply */
+    bool answered;  /* a reply: values or an exception */
+    bool partial;   /* an exception */
+    bool link_down; /* a request did not reach it: the link is down */
+    int cause;      /* the gw_err of the first failure */
+};
+
+static void seen_io(struct unit_seen *s, const struct ad_io *io)
+{
+    s->seen = true;
+    switch (io->rc) {
+    case GW_OK:
+        s->answered = true;
+        return;
+    case GW_ETIMEOUT:
+    case GW_EPROTO:
+        if (!s->failed)
+            s->cause = io->rc;
+        s->failed = true;
+        return;
+    case GW_EDISCONNECTED:
+    case GW_ECANCELED:
+        s->link_down = true;
+        return;
+    default: /* an exception, a refused request */
+        s->answered = true;
+        s->partial = true;
+        return;
+    }
+}
+
+/* Per-unit outcome of a cycle (or of a read that was the unit's probe):
+ * backoff and status, with the cause in the unit's last_err.  Whatever
+ * the outcome, a probe of the unit is over.  A job that did not reach the
+ * unit because the link is down says nothing about the unit: it shows
+ * offline (cause: the link), but its backoff is left alone (the link has
+ * its own), so it is polled (or probed) as soon as the link is back. */
 static void unit_outcome(struct gw_engine *eng, struct eng_link *el, size_t u,
-                         bool failed, bool partial, bool link_down, int64_t now)
+                         const struct unit_seen *s, bool connected, int64_t now)
 {
     struct eng_unit *eu = &el->units[u];
     size_t l = el->index;
-    if (link_down && !failed) {
-        gw_store_set_unit_status(eng->store, l, u, GW_UNIT_OFFLINE, now);
+    struct gw_unit_state *us = &eng->store->links[l].units[u];
+    eu->probe_until = 0;
+    if (!s->failed && !s->answered) {
+        if (s->link_down && !connected) {
+            us->last_err = GW_EDISCONNECTED;
+            us->last_exception = 0;
+            gw_store_set_unit_status(eng->store, l, u, GW_UNIT_OFFLINE, now);
+        }
         return;
     }
-    if (!failed) {
+    if (!s->failed) {
         if (eu->skip_until)
             GW_LOG(eng->log, GW_LOG_NOTICE, AREA, "unit %s: back online",
                    cunit(el, u)->name);
         eu->failed_cycles = 0;
         eu->backoff_ms = 0;
         eu->skip_until = 0;
-        eu->probe_sent = false;
-        gw_store_set_unit_status(
-            eng->store, l, u, partial ? GW_UNIT_DEGRADED : GW_UNIT_ONLINE, now);
+        gw_store_set_unit_status(eng->store, l, u,
+                                 s->partial ? GW_UNIT_DEGRADED : GW_UNIT_ONLINE,
+                                 now);
         return;
     }
+    us->last_err = s->cause;
+    us->last_exception = 0;
     eu->failed_cycles++;
-    eu->probe_sent = false;
     if (eu->failed_cycles < eng->opts.fail_cycles && !eu->skip_until)
         return;
     if (eu->backoff_ms == 0)
@@ -284,14 +382,31 @@ static void unit_outcome(struct gw_engine *eng, struct eng_link *el, size_t u,
     else
         eu->backoff_ms = eng->opts.backoff_max_ms;
     eu->skip_until = uv_now(eng->loop) + eu->backoff_ms;
-    if (eng->store->links[l].units[u].status != GW_UNIT_OFFLINE)
+    if (us->status != GW_UNIT_OFFLINE)
         GW_LOG(eng->log, GW_LOG_WARN, AREA,
                "unit %s: offline after %u failed cycles (%s); probing every "
                "%u ms or more",
-               cunit(el, u)->name, eu->failed_cycles,
-               gw_strerror(eng->store->links[l].units[u].last_err),
+               cunit(el, u)->name, eu->failed_cycles, gw_strerror(s->cause),
                eu->backoff_ms);
     gw_store_set_unit_status(eng->store, l, u, GW_UNIT_OFFLINE, now);
+}
+
+/* How long a probe may be out before the unit may be probed again even
+ * without its outcome: its own time on the bus, plus a backoff period for
+ * the jobs queued ahead of it. */
+static uint64_t probe_deadline_ms(const struct gw_engine *eng,
+                                  const struct cfg_unit *cu)
+{
+    return (uint64_t)cu->timeout_ms * (cu->retries + 1u) +
+           eng->opts.backoff_max_ms;
+}
+
+/* Is the unit in backoff with its probe not due (now: uv_now())? */
+static bool unit_resting(const struct eng_unit *eu, uint64_t now)
+{
+    if (!eu->skip_until)
+        return false;
+    return now < eu->skip_until || (eu->probe_until && now < eu->probe_until);
 }
 
 /* ---- poll cycles ------------------------------------------------------ */
@@ -354,6 +469,8 @@ static void read_io(struct ad_io *io, const struct ad_request *req,
 }
 
 static void on_cycle_done(struct ad_job *job);
+static void probe_due_holes(struct gw_engine *eng, struct eng_link *el,
+                            size_t unit, uint64_t now);
 
 static void on_poll_timer(uv_timer_t *t)
 {
@@ -382,15 +499,18 @@ static void on_poll_timer(uv_timer_t *t)
         el->replan = false;
     }
     uint64_t now = uv_now(eng->loop);
+    for (size_t u = 0; u < el->plan_cfg.n_units; u++)
+        probe_due_holes(eng, el, u, now);
     size_t n = 0, word = 0;
     for (size_t i = 0; i < g->plan.n_reqs; i++) {
         const struct ad_request *req = &g->plan.reqs[i];
         struct eng_unit *eu = &el->units[req->unit];
         if (eu->skip_until) {
-            if (now < eu->skip_until || eu->probe_sent)
+            if (unit_resting(eu, now))
                 continue;
             /* Backoff over: one request probes the unit. */
-            eu->probe_sent = true;
+            eu->probe_until =
+                now + probe_deadline_ms(eng, cunit(el, req->unit));
         }
         read_io(&g->ios[n++], req, cunit(el, req->unit), i, g->buf + word);
         word += req->count;
@@ -403,8 +523,13 @@ static void on_poll_timer(uv_timer_t *t)
                              .skip_dead_units = true,
                              .done = on_cycle_done,
                              .data = g};
-    if (ad_link_submit(&el->link, &g->job) == GW_OK)
+    if (ad_link_submit(&el->link, &g->job) == GW_OK) {
         g->in_flight = true;
+        return;
+    }
+    /* Not sent: no probe is out. */
+    for (size_t i = 0; i < n; i++)
+        el->units[g->plan.reqs[g->ios[i].tag].unit].probe_until = 0;
 }
 
 static void on_cycle_done(struct ad_job *job)
@@ -421,31 +546,33 @@ static void on_cycle_done(struct ad_job *job)
     size_t n_units = el->plan_cfg.n_units;
     /* Per unit of this job: seen, failed hard (the unit did not answer
      * properly), partially (exceptions), or not reached (link down). */
-    enum { SEEN = 1, FAILED = 2, PARTIAL = 4, LINK_DOWN = 8 };
-    uint8_t *flags = calloc(n_units ? n_units : 1, 1);
-    if (!flags)
+    struct unit_seen *seen = calloc(n_units ? n_units : 1, sizeof(*seen));
+    if (!seen) {
+        for (size_t i = 0; i < job->n_ios; i++)
+            el->units[g->plan.reqs[job->ios[i].tag].unit].probe_until = 0;
         return;
+    }
     for (size_t i = 0; i < job->n_ios; i++) {
         const struct ad_io *io = &job->ios[i];
         const struct ad_request *req = &g->plan.reqs[io->tag];
         count_io(eng, l, req->unit, io);
-        uint8_t f = SEEN;
-        if (io->rc == GW_ETIMEOUT || io->rc == GW_EPROTO)
-            f |= FAILED;
-        else if (io->rc == GW_EDISCONNECTED || io->rc == GW_ECANCELED)
-            f |= LINK_DOWN;
-        else if (io->rc != GW_OK)
-            f |= PARTIAL;
-        flags[req->unit] |= f;
+        seen_io(&seen[req->unit], io);
         if (handle_exception(eng, el, &g->plan, req, io, NULL))
             continue;
         store_request(eng, l, &g->plan, req, io, now);
     }
     for (size_t u = 0; u < n_units; u++)
-        if (flags[u] & SEEN)
-            unit_outcome(eng, el, u, flags[u] & FAILED, flags[u] & PARTIAL,
-                         (flags[u] & LINK_DOWN) && !job->connected, now);
-    free(flags);
+        if (seen[u].seen)
+            unit_outcome(eng, el, u, &seen[u], job->connected, now);
+    /* Points left out for holes still lie in them as of this cycle: their
+     * quality (exception 02) is current, not stale. */
+    for (size_t i = 0; i < g->plan.n_skipped; i++) {
+        size_t u = g->plan.skipped[i].unit;
+        if (seen[u].answered && !el->units[u].skip_until)
+            gw_store_set_error(eng->store, l, u, g->plan.skipped[i].point,
+                               GW_Q_EXCEPTION, GW_EMBEXC, 2, now);
+    }
+    free(seen);
     g->cycles++;
 }
 
@@ -514,35 +641,38 @@ static void current_holes(struct eng_link *el, struct ad_plan_holes *h)
     h->n_holes = el->hole_counts;
 }
 
-static int submit_split(struct gw_engine *eng, struct eng_link *el,
-                        const struct ad_plan *plan,
-                        const struct ad_request *req, struct eng_req *parent)
+/* Plans each of the points alone (single_register planning of exactly
+ * these points, holes ignored). */
+static int plan_alone(struct eng_link *el, size_t unit, const size_t *points,
+                      size_t n_points, struct ad_plan *out)
 {
-    /* Each point of the failed request alone: single_register planning
-     * of exactly these points. */
-    struct cfg_unit one = el->plan_units[req->unit];
+    struct cfg_unit one = el->plan_units[unit];
     struct cfg_link lk = el->plan_cfg;
-    struct cfg_unit *saved = el->plan_units;
     struct cfg_unit *units = malloc(lk.n_units * sizeof(*units));
     if (!units)
         return GW_ENOMEM;
-    memcpy(units, saved, lk.n_units * sizeof(*units));
+    memcpy(units, el->plan_units, lk.n_units * sizeof(*units));
     one.max_gap = 0;
     one.single_register = true;
-    units[req->unit] = one;
+    units[unit] = one;
     lk.units = units;
-    struct ad_plan sub;
-    int rc = ad_plan_points(&lk, req->unit, plan->points + req->first, req->n,
-                            NULL, &sub);
+    int rc = ad_plan_points(&lk, unit, points, n_points, NULL, out);
     free(units);
-    if (rc != GW_OK)
-        return rc;
-    struct eng_req *r = read_req(eng, el, req->unit, &sub);
+    return rc;
+}
+
+/* Submits a read of plan (which it takes), a child of parent when parent
+ * is not NULL; *out (may be NULL) is the request. */
+static int submit_plan(struct gw_engine *eng, struct eng_link *el, size_t unit,
+                       struct ad_plan *plan, struct eng_req *parent,
+                       struct eng_req **out)
+{
+    struct eng_req *r = read_req(eng, el, unit, plan);
     if (!r) {
-        ad_plan_close(&sub);
+        ad_plan_close(plan);
         return GW_ENOMEM;
     }
-    rc = ad_link_submit(&el->link, &r->job);
+    int rc = ad_link_submit(&el->link, &r->job);
     if (rc != GW_OK) {
         req_free(r);
         return rc;
@@ -551,7 +681,112 @@ static int submit_split(struct gw_engine *eng, struct eng_link *el,
         r->parent = parent;
         parent->children++;
     }
+    if (out)
+        *out = r;
     return GW_OK;
+}
+
+static int submit_split(struct gw_engine *eng, struct eng_link *el,
+                        const struct ad_plan *plan,
+                        const struct ad_request *req, struct eng_req *parent)
+{
+    /* Each point of the failed request alone. */
+    struct ad_plan sub;
+    int rc = plan_alone(el, req->unit, plan->points + req->first, req->n, &sub);
+    if (rc != GW_OK)
+        return rc;
+    return submit_plan(eng, el, req->unit, &sub, parent, NULL);
+}
+
+/* Re-probes hole h of a unit: each of the points in it read alone.
+ * scheduled: on the hole's schedule (else on demand, which leaves the
+ * schedule alone unless the hole answers). */
+static int submit_hole_probe(struct gw_engine *eng, struct eng_link *el,
+                             size_t unit, const struct ad_hole *h,
+                             bool scheduled, struct eng_req *parent)
+{
+    const struct cfg_unit *cu = cunit(el, unit);
+    size_t *pts = malloc((cu->n_points ? cu->n_points : 1) * sizeof(*pts));
+    if (!pts)
+        return GW_ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < cu->n_points; i++)
+        if (point_in_hole(&cu->points[i], h))
+            pts[n++] = i;
+    int rc = GW_ENOTFOUND;
+    struct ad_plan plan;
+    if (n > 0)
+        rc = plan_alone(el, unit, pts, n, &plan);
+    free(pts);
+    if (rc != GW_OK)
+        return rc;
+    struct eng_req *r = NULL;
+    rc = submit_plan(eng, el, unit, &plan, parent, &r);
+    if (rc != GW_OK)
+        return rc;
+    r->hole_probe = true;
+    r->hole_scheduled = scheduled;
+    r->hole = *h;
+    return GW_OK;
+}
+
+/* Submits the scheduled re-probes of a unit's holes that are due (none
+ * while the unit is in backoff: its own probe comes first). */
+static void probe_due_holes(struct gw_engine *eng, struct eng_link *el,
+                            size_t unit, uint64_t now)
+{
+    struct eng_unit *eu = &el->units[unit];
+    if (eu->skip_until || eng->closing || !el->link_open)
+        return;
+    for (size_t i = 0; i < eu->n_holes; i++) {
+        struct eng_hole *hs = &eu->hole_sched[i];
+        if (hs->probing || now < hs->due)
+            continue;
+        struct ad_hole h = eu->holes[i];
+        if (submit_hole_probe(eng, el, unit, &h, true, NULL) == GW_OK)
+            hs->probing = true;
+        else
+            hs->due = now + hs->retry_ms;
+    }
+}
+
+/* A re-probe of a hole is done: a hole that answers is polled again; one
+ * that still gets exception 02 is tried again later, at a doubled interval
+ * when the probe was a scheduled one. */
+static void hole_probe_done(struct gw_engine *eng, struct eng_req *r)
+{
+    struct eng_link *el = r->el;
+    struct eng_unit *eu = &el->units[r->unit];
+    size_t i = find_hole(eu, &r->hole);
+    if (i == SIZE_MAX)
+        return; /* another probe found it healed */
+    struct eng_hole *hs = &eu->hole_sched[i];
+    if (r->hole_scheduled)
+        hs->probing = false;
+    bool ok = r->job.n_ios > 0, exc02 = false;
+    for (size_t k = 0; k < r->job.n_ios; k++) {
+        const struct ad_io *io = &r->job.ios[k];
+        if (io->rc != GW_OK)
+            ok = false;
+        if (io->rc == GW_EMBEXC && io->exception == 2)
+            exc02 = true;
+    }
+    const struct cfg_unit *cu = cunit(el, r->unit);
+    if (ok) {
+        GW_LOG(eng->log, GW_LOG_NOTICE, AREA,
+               "unit %s: address %u answers again; polled again", cu->name,
+               (unsigned)r->hole.start);
+        remove_hole(eu, i);
+        el->replan = true;
+        return;
+    }
+    if (!r->hole_scheduled)
+        return;
+    if (exc02) {
+        uint32_t max = eng->opts.hole_retry_max_ms;
+        hs->retry_ms = hs->retry_ms < max / 2 ? hs->retry_ms * 2 : max;
+    }
+    hs->due = uv_now(eng->loop) + hs->retry_ms;
 }
 
 /* An on-demand read; with a parent, the parent completes only after it. */
@@ -566,6 +801,18 @@ static int submit_read(struct gw_engine *eng, size_t link, size_t unit,
     struct eng_link *el = &eng->links[link];
     if (!el->link_open)
         return GW_EDISCONNECTED;
+    struct eng_unit *eu = &el->units[unit];
+    uint64_t uv_ms = uv_now(eng->loop);
+    bool probe = false;
+    if (!parent && eu->skip_until) {
+        /* In backoff: the store's answer, unless the probe is due (then
+         * this read is the probe). */
+        if (unit_resting(eu, uv_ms)) {
+            int err = eng->store->links[link].units[unit].last_err;
+            return err ? err : GW_ETIMEOUT;
+        }
+        probe = true;
+    }
     const struct cfg_unit *cu = cunit(el, unit);
     size_t *all = NULL;
     if (!points) {
@@ -590,18 +837,45 @@ static int submit_read(struct gw_engine *eng, size_t link, size_t unit,
         gw_store_set_error(eng->store, link, plan.skipped[i].unit,
                            plan.skipped[i].point, GW_Q_EXCEPTION, GW_EMBEXC, 2,
                            now);
+    /* The holes these points lie in, re-probed by this read (its children
+     * finish before its callback runs). */
+    size_t n_holes = 0;
+    size_t *hole_ix = calloc(eu->n_holes ? eu->n_holes : 1, sizeof(*hole_ix));
+    if (!hole_ix) {
+        ad_plan_close(&plan);
+        return GW_ENOMEM;
+    }
+    for (size_t h = 0; h < eu->n_holes; h++) {
+        for (size_t i = 0; i < plan.n_skipped; i++) {
+            if (point_in_hole(&cu->points[plan.skipped[i].point],
+                              &eu->holes[h])) {
+                hole_ix[n_holes++] = h;
+                break;
+            }
+        }
+    }
     struct eng_req *r = read_req(eng, el, unit, &plan);
     if (!r) {
+        free(hole_ix);
         ad_plan_close(&plan);
         return GW_ENOMEM;
     }
     r->cb = cb;
     r->data = data;
+    r->probe = probe;
     rc = ad_link_submit(&el->link, &r->job);
     if (rc != GW_OK) {
+        free(hole_ix);
         req_free(r);
         return rc;
     }
+    if (probe)
+        eu->probe_until = uv_ms + probe_deadline_ms(eng, cu);
+    for (size_t k = 0; k < n_holes; k++) {
+        struct ad_hole h = eu->holes[hole_ix[k]];
+        submit_hole_probe(eng, el, unit, &h, false, r);
+    }
+    free(hole_ix);
     if (parent) {
         r->parent = parent;
         parent->children++;
@@ -732,6 +1006,14 @@ static void on_req_done(struct ad_job *job)
         }
     }
     r->job_done = true;
+    if (r->probe && !eng->closing) {
+        struct unit_seen seen = {0};
+        for (size_t i = 0; i < job->n_ios; i++)
+            seen_io(&seen, &job->ios[i]);
+        unit_outcome(eng, el, r->unit, &seen, job->connected, now);
+    }
+    if (r->hole_probe && !eng->closing)
+        hole_probe_done(eng, r);
     if (r->is_write && !eng->closing) {
         const struct cfg_point *p = &cunit(el, r->unit)->points[r->point];
         GW_LOG(eng->log, r->rc ? GW_LOG_WARN : GW_LOG_INFO, AREA,
@@ -749,11 +1031,38 @@ static void on_req_done(struct ad_job *job)
 
 void gw_engine_reset_backoff(struct gw_engine *eng, size_t link, size_t unit)
 {
-    struct eng_unit *eu = &eng->links[link].units[unit];
+    if (link >= eng->cfg->n_links || unit >= eng->cfg->links[link].n_units)
+        return;
+    struct eng_link *el = &eng->links[link];
+    struct eng_unit *eu = &el->units[unit];
     eu->failed_cycles = 0;
     eu->backoff_ms = 0;
     eu->skip_until = 0;
-    eu->probe_sent = false;
+    eu->probe_until = 0;
+    /* Its holes are tried again now, on a fresh schedule. */
+    uint64_t now = uv_now(eng->loop);
+    for (size_t i = 0; i < eu->n_holes; i++) {
+        eu->hole_sched[i].retry_ms = eng->opts.hole_retry_min_ms;
+        eu->hole_sched[i].due = now;
+    }
+    probe_due_holes(eng, el, unit, now);
+}
+
+bool gw_engine_unit_in_backoff(const struct gw_engine *eng, size_t link,
+                               size_t unit)
+{
+    return eng->links[link].units[unit].skip_until != 0;
+}
+
+bool gw_engine_probe_pending(const struct gw_engine *eng, size_t link,
+                             size_t unit)
+{
+    return eng->links[link].units[unit].probe_until != 0;
+}
+
+size_t gw_engine_holes(const struct gw_engine *eng, size_t link, size_t unit)
+{
+    return eng->links[link].units[unit].n_holes;
 }
 
 uint64_t gw_engine_cycles(const struct gw_engine *eng, size_t link)
@@ -785,6 +1094,10 @@ int gw_engine_new(uv_loop_t *loop, const struct cfg *cfg,
         eng->opts.backoff_min_ms = 2000;
     if (!eng->opts.backoff_max_ms)
         eng->opts.backoff_max_ms = 60000;
+    if (!eng->opts.hole_retry_min_ms)
+        eng->opts.hole_retry_min_ms = 60000;
+    if (!eng->opts.hole_retry_max_ms)
+        eng->opts.hole_retry_max_ms = 300000;
     eng->links = calloc(cfg->n_links ? cfg->n_links : 1, sizeof(*eng->links));
     if (!eng->links) {
         free(eng);
@@ -876,8 +1189,10 @@ static void free_now(struct gw_engine *eng)
             }
         }
         if (el->units)
-            for (size_t u = 0; u < eng->cfg->links[l].n_units; u++)
+            for (size_t u = 0; u < eng->cfg->links[l].n_units; u++) {
                 free(el->units[u].holes);
+                free(el->units[u].hole_sched);
+            }
         free(el->groups);
         free(el->units);
         free(el->plan_units);

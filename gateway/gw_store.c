@@ -1,6 +1,7 @@
 /* gw_store.c - latest values, qualities and health counters. */
 #include "gw_store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -199,6 +200,47 @@ const char *gw_quality_name(enum gw_quality q)
         return "stale";
     }
     return "?";
+}
+
+/* Modbus application protocol v1.1b3, 7. */
+static const char *exception_name(uint8_t code)
+{
+    switch (code) {
+    case 1:
+        return "illegal function";
+    case 2:
+        return "illegal data address";
+    case 3:
+        return "illegal data value";
+    case 4:
+        return "server device failure";
+    case 5:
+        return "acknowledge";
+    case 6:
+        return "server device busy";
+    case 8:
+        return "memory parity error";
+    case 10:
+        return "gateway path unavailable";
+    case 11:
+        return "gateway target device failed to respond";
+    default:
+        return "unknown code";
+    }
+}
+
+const char *gw_store_err_text(int err, uint8_t exception, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return buf;
+    if (err == 0)
+        snprintf(buf, cap, "none");
+    else if (err == GW_EMBEXC && exception)
+        snprintf(buf, cap, "Modbus exception %02u %s", (unsigned)exception,
+                 exception_name(exception));
+    else
+        snprintf(buf, cap, "%s", gw_strerror(err));
+    return buf;
 }
 
 const char *gw_unit_status_name(enum gw_unit_status st)

@@ -134,6 +134,13 @@ enum gw_quality gw_store_quality(const struct gw_point_state *p, int64_t now_ms,
                                  int64_t max_age_ms);
 
 const char *gw_quality_name(enum gw_quality q);
+
+/* The text of a failure as the store records it (a point's err/exception,
+ * a unit's last_err/last_exception) into buf: "Modbus exception 02 illegal
+ * data address" for GW_EMBEXC with its code, gw_strerror(err) otherwise,
+ * "none" for 0.  Returns buf. */
+const char *gw_store_err_text(int err, uint8_t exception, char *buf,
+                              size_t cap);
 const char *gw_unit_status_name(enum gw_unit_status st);
 
 /* Finds "unit" or "unit.point" by name.  point is SIZE_MAX for a unit.

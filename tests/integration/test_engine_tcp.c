@@ -196,11 +196,16 @@ static void test_exception02_split_and_memory(void **state)
     assert_int_equal(u->c.exceptions, 2);
     assert_int_equal(u->last_exception, 2);
     assert_int_equal(u->status, GW_UNIT_ONLINE);
-    /* An on-demand read of the unit plans around the hole too. */
-    assert_int_equal(fgt_engine_read(&t, "m1", NULL), GW_OK);
-    assert_int_equal(u->c.exceptions, 2);
+    /* An on-demand read of the unit plans around the hole, and re-probes
+     * the hole (b alone): still exception 02, reported by the read. */
+    uint8_t exc = 0;
+    assert_int_equal(fgt_engine_read(&t, "m1", &exc), GW_EMBEXC);
+    assert_int_equal(exc, 2);
+    assert_int_equal(u->c.exceptions, 3);
+    assert_int_equal(b->quality, GW_Q_EXCEPTION);
+    assert_int_equal(gw_engine_holes(t.eng, 0, 0), 1);
     assert_int_equal(fgt_engine_close(&t), 0);
-    assert_int_equal(sim_stat(&sim, "exceptions"), 2);
+    assert_int_equal(sim_stat(&sim, "exceptions"), 3);
 }
 
 /* ---- the max-registers quirk ------------------------------------------ */
