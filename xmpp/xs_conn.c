@@ -27,6 +27,8 @@
 #define ACK_EVERY 5       /* <r/> after this many unacked stanzas */
 #define MAX_CANDIDATES 16 /* SRV targets tried per attempt */
 #define MAX_REDIRECTS 5   /* see-other-host followed without a login */
+#define DROP_LOG_SLOTS 32 /* senders remembered for rate-limited logging */
+#define DROP_LOG_MS 60000 /* at most one line per sender per this time */
 
 static const char *const AREA = "xmpp";
 
@@ -40,9 +42,19 @@ enum state {
     ST_CLOSING,
 };
 
+/* What a queued stanza is, for deciding what a new session resends. */
+enum item_kind {
+    KIND_OTHER = 0,
+    KIND_MESSAGE,     /* resent on a new session */
+    KIND_PRESENCE,    /* the new session sends its own */
+    KIND_IQ_REQUEST,  /* its tracker fails on the drop: never resent */
+    KIND_IQ_RESPONSE, /* answers a request of the old session */
+};
+
 struct item {
     char *data;
     size_t len;
+    enum item_kind kind;
 };
 
 /* A FIFO of serialized stanzas with a maximum. */
@@ -65,6 +77,13 @@ struct iq_route {
     char *ns;
     xs_iq_handler handler;
     void *ud;
+};
+
+/* A sender whose dropped stanzas were logged (by a hash of its JID). */
+struct drop_seen {
+    uint64_t hash;
+    uint64_t last; /* when its last line was logged; 0 = free slot */
+    uint32_t suppressed;
 };
 
 struct candidate {
@@ -145,6 +164,11 @@ struct xs_conn {
     void (*closed_cb)(void *ud);
     void *closed_ud;
     struct xs_conn_stats stats;
+    /* Stanzas dropped by the parser's limits: rate-limited logging. */
+    struct drop_seen drop_seen[DROP_LOG_SLOTS];
+    uint64_t drop_summary_at; /* when the suppressed count was last logged */
+    uint64_t drops_suppressed;
+    bool graceful; /* the next drop closes the stream and TLS first */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -160,7 +184,8 @@ static void queue_init(struct queue *q, size_t max)
     q->max = max;
 }
 
-static int queue_push(struct queue *q, char *data, size_t len)
+static int queue_push(struct queue *q, char *data, size_t len,
+                      enum item_kind kind)
 {
     if (q->count >= q->max)
         return GW_ELIMIT;
@@ -176,7 +201,7 @@ static int queue_push(struct queue *q, char *data, size_t len)
         q->head = 0;
         q->cap = cap;
     }
-    q->items[(q->head + q->count) % q->cap] = (struct item){data, len};
+    q->items[(q->head + q->count) % q->cap] = (struct item){data, len, kind};
     q->count++;
     return GW_OK;
 }
@@ -336,6 +361,22 @@ static bool is_counted(const struct xs_stanza *st)
            strcmp(n, "presence") == 0;
 }
 
+static enum item_kind kind_of(const struct xs_stanza *st)
+{
+    const char *n = xs_stanza_name(st);
+    if (strcmp(n, "message") == 0)
+        return KIND_MESSAGE;
+    if (strcmp(n, "presence") == 0)
+        return KIND_PRESENCE;
+    if (strcmp(n, "iq") == 0) {
+        const char *t = xs_stanza_attr(st, "type");
+        return t && (strcmp(t, "get") == 0 || strcmp(t, "set") == 0)
+                   ? KIND_IQ_REQUEST
+                   : KIND_IQ_RESPONSE;
+    }
+    return KIND_OTHER; /* not an XEP-0198 stanza */
+}
+
 static void request_ack(struct xs_conn *c)
 {
     if (c->sm_enabled && c->unacked.count) {
@@ -344,16 +385,16 @@ static void request_ack(struct xs_conn *c)
     }
 }
 
-/* Sends a serialized stanza now; with SM, keeps it until acked.  Takes
- * data. */
-/* Sends now; with SM, keeps the stanza until acked.  Takes data. */
+/* Sends a serialized stanza now; with SM, keeps it (a stanza of any kind
+ * but KIND_OTHER) until acked.  Takes data. */
 static int send_counted_now(struct xs_conn *c, char *data, size_t len,
-                            bool counted)
+                            enum item_kind kind)
 {
     int rc = send_raw(c, data, len);
-    if (rc == GW_OK && counted && c->sm_enabled) {
+    if (rc == GW_OK && kind != KIND_OTHER && c->sm_enabled) {
         c->sm_out_sent++;
-        queue_push(&c->unacked, data, len); /* room: see send_serialized */
+        /* room: see send_serialized */
+        queue_push(&c->unacked, data, len, kind);
         if (++c->since_r >= ACK_EVERY)
             request_ack(c);
         return GW_OK;
@@ -367,29 +408,24 @@ static bool sm_full(const struct xs_conn *c)
     return c->sm_enabled && c->unacked.count >= c->unacked.max;
 }
 
-static bool counted_text(const char *data)
-{
-    return strncmp(data, "<iq", 3) == 0 || strncmp(data, "<message", 8) == 0 ||
-           strncmp(data, "<presence", 9) == 0;
-}
-
 /* Sends what waits in the pending queue while online and while the
  * unacked queue has room. */
 static void flush_pending(struct xs_conn *c)
 {
     struct item it;
     while (c->state == ST_ONLINE && !sm_full(c) && queue_pop(&c->pending, &it))
-        send_counted_now(c, it.data, it.len, counted_text(it.data));
+        send_counted_now(c, it.data, it.len, it.kind);
 }
 
 /* Sends a serialized stanza (takes data).  When the unacked queue is full,
  * stanzas wait in the pending queue (in order) until acks make room: every
  * sent stanza stays resendable and the counts stay exact. */
 static int send_serialized(struct xs_conn *c, char *data, size_t len,
-                           bool counted)
+                           enum item_kind kind)
 {
-    if (counted && (sm_full(c) || (c->sm_enabled && c->pending.count))) {
-        int rc = queue_push(&c->pending, data, len);
+    if (kind != KIND_OTHER &&
+        (sm_full(c) || (c->sm_enabled && c->pending.count))) {
+        int rc = queue_push(&c->pending, data, len, kind);
         if (rc != GW_OK) {
             GW_LOG(c->log, GW_LOG_WARN, AREA,
                    "send queue full: a stanza was dropped");
@@ -399,7 +435,7 @@ static int send_serialized(struct xs_conn *c, char *data, size_t len,
         request_ack(c);
         return GW_OK;
     }
-    return send_counted_now(c, data, len, counted);
+    return send_counted_now(c, data, len, kind);
 }
 
 /* Sends a stanza during negotiation or when online, without queueing. */
@@ -410,11 +446,11 @@ static int send_now(struct xs_conn *c, struct xs_stanza *st)
     if (!st)
         return GW_ENOMEM; /* a reply that could not be built */
     int rc = serialize(c, st, &data, &len);
-    bool counted = is_counted(st);
+    enum item_kind kind = kind_of(st);
     xs_stanza_free(st);
     if (rc != GW_OK)
         return rc;
-    return send_serialized(c, data, len, counted);
+    return send_serialized(c, data, len, kind);
 }
 
 /* ---- iq tracking ------------------------------------------------------ */
@@ -592,25 +628,37 @@ static void send_presence(struct xs_conn *c)
 static void after_bind(struct xs_conn *c)
 {
     c->bound = true;
-    /* Unacked stanzas of a session that could not be resumed are sent
-     * again, ahead of anything queued since. */
+    /* Unacked messages of a session that could not be resumed are sent
+     * again, ahead of anything queued since.  The rest meant something
+     * only to the old session: its presence (the new session sends its
+     * own), answers to its requests, and iq requests, whose callers were
+     * told "disconnected" when it dropped. */
     struct queue old = c->unacked;
     queue_init(&c->unacked, UNACKED_MAX);
     struct queue fresh;
     queue_init(&fresh, PENDING_MAX + UNACKED_MAX);
     struct item it;
-    size_t resent = old.count;
-    while (queue_pop(&old, &it))
-        queue_push(&fresh, it.data, it.len);
+    size_t resent = 0, forgotten = 0;
+    while (queue_pop(&old, &it)) {
+        if (it.kind == KIND_MESSAGE) {
+            queue_push(&fresh, it.data, it.len, it.kind);
+            resent++;
+        } else {
+            free(it.data);
+            forgotten++;
+        }
+    }
     while (queue_pop(&c->pending, &it))
-        if (queue_push(&fresh, it.data, it.len) != GW_OK)
+        if (queue_push(&fresh, it.data, it.len, it.kind) != GW_OK)
             free(it.data);
     queue_close(&old);
     queue_close(&c->pending);
     c->pending = fresh;
-    if (resent)
+    if (resent || forgotten)
         GW_LOG(c->log, GW_LOG_NOTICE, AREA,
-               "resending %zu unacknowledged stanza(s)", resent);
+               "resending %zu unacknowledged message(s); %zu stanza(s) of "
+               "the old session not resent",
+               resent, forgotten);
     c->sm_enabled = false;
     free(c->sm_id);
     c->sm_id = NULL;
@@ -791,6 +839,17 @@ static void on_features(struct xs_conn *c, const struct xs_stanza *f)
     send_bind(c);
 }
 
+/* Ends our stream before a drop that is our decision (authentication
+ * failed): </stream:stream>, TLS close_notify, and the drop shuts the
+ * socket down after them instead of closing it at once. */
+static void close_stream(struct xs_conn *c)
+{
+    send_str(c, "</stream:stream>");
+    if (c->tls && !c->tls_handshaking)
+        xs_tls_bye(c->tls);
+    c->graceful = true;
+}
+
 static void sasl_reply(struct xs_conn *c, const struct xs_stanza *st)
 {
     const char *name = xs_stanza_name(st);
@@ -806,6 +865,7 @@ static void sasl_reply(struct xs_conn *c, const struct xs_stanza *st)
                "authentication of %s failed: %s%s%s", c->bare,
                cond ? xs_stanza_name(cond) : "unknown", t ? ": " : "",
                t ? xs_stanza_text(t) : "");
+        close_stream(c);
         drop(c, GW_EAUTH, NULL);
         return;
     }
@@ -821,6 +881,7 @@ static void sasl_reply(struct xs_conn *c, const struct xs_stanza *st)
             GW_LOG(c->log, GW_LOG_ERROR, AREA,
                    "the server failed to prove the password: %s",
                    xs_sasl_error(c->sasl));
+            close_stream(c);
             drop(c, rc, NULL);
             return;
         }
@@ -841,6 +902,7 @@ static void sasl_reply(struct xs_conn *c, const struct xs_stanza *st)
     if (rc != GW_OK) {
         c->auth_failed = rc == GW_EAUTH;
         GW_LOG(c->log, GW_LOG_ERROR, AREA, "SASL: %s", xs_sasl_error(c->sasl));
+        close_stream(c);
         drop(c, rc, NULL);
         return;
     }
@@ -943,7 +1005,7 @@ static void sm_element(struct xs_conn *c, const struct xs_stanza *st)
         struct item it;
         c->sm_out_sent = c->sm_out_acked;
         while (queue_pop(&again, &it))
-            send_counted_now(c, it.data, it.len, true);
+            send_counted_now(c, it.data, it.len, it.kind);
         queue_close(&again);
         go_online(c, true);
     } else if (strcmp(name, "failed") == 0) {
@@ -1237,6 +1299,107 @@ static void on_stanza(void *data, struct xs_stanza *st)
     xs_stanza_free(st);
 }
 
+/* Logs a dropped stanza at most once per sender per DROP_LOG_MS (a
+ * bounded table of senders, the least recently logged one replaced);
+ * the rest is counted and summed up by on_tick. */
+static void log_dropped(struct xs_conn *c, const struct xs_dropped_info *d)
+{
+    const char *from = d->from ? d->from : "(the server)";
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = from; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    uint64_t now = now_ms(c) + 1; /* 0 marks a free slot */
+    struct drop_seen *slot = NULL, *oldest = &c->drop_seen[0];
+    for (size_t i = 0; i < DROP_LOG_SLOTS; i++) {
+        struct drop_seen *e = &c->drop_seen[i];
+        if (e->last && e->hash == h) {
+            slot = e;
+            break;
+        }
+        if (e->last < oldest->last)
+            oldest = e;
+    }
+    if (slot && now - slot->last < DROP_LOG_MS) {
+        slot->suppressed++;
+        c->drops_suppressed++;
+        return;
+    }
+    uint32_t before = slot ? slot->suppressed : 0;
+    if (!slot) {
+        slot = oldest;
+        slot->hash = h;
+    }
+    slot->last = now;
+    slot->suppressed = 0;
+    char more[64] = "";
+    if (before)
+        snprintf(more, sizeof(more), " (%u more since the last line)", before);
+    GW_LOG(c->log, GW_LOG_WARN, AREA,
+           "dropped a <%.32s/> from %.200s: %s (%zu bytes)%s", d->name, from,
+           d->reason, d->wire_bytes, more);
+}
+
+/* Logs how many dropped stanzas went unlogged (called every tick). */
+static void log_drop_summary(struct xs_conn *c)
+{
+    uint64_t now = now_ms(c);
+    if (now - c->drop_summary_at < DROP_LOG_MS)
+        return;
+    c->drop_summary_at = now;
+    if (!c->drops_suppressed)
+        return;
+    GW_LOG(c->log, GW_LOG_WARN, AREA,
+           "%llu more stanza(s) dropped by the parser's limits in the last "
+           "%d s",
+           (unsigned long long)c->drops_suppressed, DROP_LOG_MS / 1000);
+    c->drops_suppressed = 0;
+}
+
+/* The parser skipped a top-level element that broke a per-stanza limit
+ * (xs_parser.h): the stream goes on.  A stanza counts as handled for
+ * XEP-0198 (so the server does not redeliver it at every login), and an iq
+ * get/set gets an error: policy-violation (modify) for every limit, since
+ * the sender must change the stanza (resource-constraint would say "wait"
+ * and invite the same stanza again).  Errors, results, messages and
+ * presences are never answered (no error loops).  Anything else (stream
+ * features, SASL, SM elements) comes from the server itself and cannot be
+ * skipped without stalling the stream: it ends the stream as before. */
+static void on_stanza_dropped(void *data, const struct xs_dropped_info *d)
+{
+    struct xs_conn *c = data;
+    c->last_rx = now_ms(c);
+    if (c->state != ST_NEGOTIATING && c->state != ST_ONLINE)
+        return;
+    bool stanza =
+        strcmp(d->ns, XS_NS_CLIENT) == 0 &&
+        (strcmp(d->name, "iq") == 0 || strcmp(d->name, "message") == 0 ||
+         strcmp(d->name, "presence") == 0);
+    if (!stanza || !c->authed) {
+        send_str(c, "<stream:error><policy-violation xmlns='" NS_STREAM_ERR
+                    "'/></stream:error></stream:stream>");
+        GW_LOG(c->log, GW_LOG_ERROR, AREA,
+               "the server sent an element over the limits: %s", d->reason);
+        drop(c, GW_ELIMIT, NULL);
+        return;
+    }
+    c->stats.dropped_stanzas++;
+    if (c->sm_enabled && c->sm_id)
+        c->sm_in++;
+    log_dropped(c, d);
+    if (strcmp(d->name, "iq") != 0 || !d->type || !d->id ||
+        (strcmp(d->type, "get") != 0 && strcmp(d->type, "set") != 0))
+        return;
+    struct xs_stanza *r = xs_stanza_new("iq", XS_NS_CLIENT);
+    if (!r || xs_stanza_set_attr(r, "type", "error") != GW_OK ||
+        xs_stanza_set_attr(r, "id", d->id) != GW_OK ||
+        (d->from && xs_stanza_set_attr(r, "to", d->from) != GW_OK) ||
+        !xs_add_error(r, "modify", "policy-violation", d->reason)) {
+        xs_stanza_free(r);
+        return;
+    }
+    send_now(c, r);
+}
+
 static void on_stream_end(void *data)
 {
     struct xs_conn *c = data;
@@ -1374,7 +1537,8 @@ static void on_connected(uv_connect_t *req, int status)
     struct xs_parser_cbs pc = {.stream_start = on_stream_start,
                                .stanza = on_stanza,
                                .stream_end = on_stream_end,
-                               .error = on_parse_error};
+                               .error = on_parse_error,
+                               .stanza_dropped = on_stanza_dropped};
     c->parser = xs_parser_new(&pc, c, &po);
     if (!c->parser) {
         drop(c, GW_ENOMEM, "out of memory");
@@ -1558,21 +1722,29 @@ static void on_retry(uv_timer_t *t)
         start_attempt(c);
 }
 
+uint32_t xs_conn_backoff(uint32_t *backoff_ms, uint32_t min_ms, uint32_t max_ms)
+{
+    uint32_t wait = *backoff_ms ? *backoff_ms : min_ms;
+    if (wait > max_ms)
+        wait = max_ms;
+    *backoff_ms = wait >= max_ms / 2 ? max_ms : wait * 2;
+    return wait;
+}
+
 static void schedule_retry(struct xs_conn *c)
 {
     c->state = ST_DOWN;
     uint32_t wait;
     if (c->auth_failed) {
         wait = c->reconnect_max_ms; /* it will not heal by itself */
-    } else if (c->backoff_ms == 0) {
-        wait = c->redirect[0] ? 0 : c->reconnect_min_ms;
+        (void)xs_conn_backoff(&c->backoff_ms, c->reconnect_min_ms,
+                              c->reconnect_max_ms);
+    } else if (c->backoff_ms == 0 && c->redirect[0]) {
+        wait = 0; /* see-other-host: at once, the backoff starts after */
     } else {
-        wait = c->backoff_ms;
+        wait = xs_conn_backoff(&c->backoff_ms, c->reconnect_min_ms,
+                               c->reconnect_max_ms);
     }
-    c->backoff_ms = c->backoff_ms == 0 ? c->reconnect_min_ms
-                    : c->backoff_ms >= c->reconnect_max_ms / 2
-                        ? c->reconnect_max_ms
-                        : c->backoff_ms * 2;
     if (wait)
         wait = jitter(c, wait);
     GW_LOG(c->log, GW_LOG_INFO, AREA, "reconnecting in %u ms", wait);
@@ -1610,6 +1782,8 @@ static void on_tcp_closed(uv_handle_t *h)
     schedule_retry(c);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status);
+
 static void drop(struct xs_conn *c, int err, const char *why)
 {
     if (c->state == ST_CLOSING || c->state == ST_DOWN || c->state == ST_IDLE)
@@ -1632,10 +1806,18 @@ static void drop(struct xs_conn *c, int err, const char *why)
     fail_waits(c, GW_EDISCONNECTED, false);
     if (c->state == ST_CLOSING)
         return;
+    bool graceful = c->graceful;
+    c->graceful = false;
     if (c->tcp_open) {
         if (!uv_is_closing((uv_handle_t *)&c->tcp)) {
             uv_read_stop((uv_stream_t *)&c->tcp);
-            uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
+            c->shutdown_req.data = c;
+            /* After close_stream: FIN once our last bytes are written (the
+             * shutdown callback closes the socket). */
+            if (!graceful ||
+                uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+                            on_shutdown) != 0)
+                uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
         }
     } else if (!connecting) {
         schedule_retry(c);
@@ -1658,6 +1840,7 @@ static void on_tick(uv_timer_t *t)
 {
     struct xs_conn *c = t->data;
     uint64_t now = now_ms(c);
+    log_drop_summary(c);
     fail_waits(c, GW_ETIMEOUT, true);
     if (c->state == ST_NEGOTIATING || c->state == ST_CONNECTING) {
         /* A blackholed address would otherwise wait for the kernel's SYN
@@ -1806,10 +1989,11 @@ int xs_conn_send(struct xs_conn *c, struct xs_stanza *st)
     char *data = NULL;
     size_t len = 0;
     int rc = serialize(c, st, &data, &len);
+    enum item_kind kind = kind_of(st);
     xs_stanza_free(st);
     if (rc != GW_OK)
         return rc;
-    rc = queue_push(&c->pending, data, len);
+    rc = queue_push(&c->pending, data, len, kind);
     if (rc != GW_OK) {
         GW_LOG(c->log, GW_LOG_WARN, AREA,
                "offline queue full: a stanza was dropped");

@@ -121,8 +121,17 @@ struct xs_conn_stats {
     uint64_t auth_failures;
     uint32_t sm_in; /* handled inbound stanzas (h) */
     uint32_t sm_out_unacked;
+    uint64_t dropped_stanzas; /* skipped by the parser's per-stanza limits */
 };
 void xs_conn_get_stats(const struct xs_conn *c, struct xs_conn_stats *out);
+
+/* The reconnect delay before jitter: reconnect_min after the first
+ * failure, doubled after each further one, at most reconnect_max.
+ * *backoff_ms is the state (0 after a login) and is advanced.  The session
+ * waits this ±20 % (jitter), or reconnect_max after an authentication or
+ * certificate failure. */
+uint32_t xs_conn_backoff(uint32_t *backoff_ms, uint32_t min_ms,
+                         uint32_t max_ms);
 
 /* Closes the stream (acks, </stream:stream>, TLS close_notify), closes
  * every handle, fails pending iqs; closed_cb runs when memory is freed. */
