@@ -86,6 +86,16 @@ def wide_iq(to, iq_id, children=40000):
             + "<a/>" * children + "</x></iq>")
 
 
+def long_names_iq(to, iq_id, elements=5000, name_len=40):
+    """An iq get of ~215 KB on the wire (5,000 empty elements with 40-char
+    names, 43 bytes each), under Prosody's 256 KiB, few elements and one
+    name: only a size counted other than as bytes on the wire (2 x name + 5
+    per element would be 425 KB) could refuse it."""
+    name = ("l" * name_len)
+    return ("<iq type='get' to=%s id=%s><x xmlns='%s'>" % (attr(to), attr(iq_id), NS_HOSTILE)
+            + ("<%s/>" % name) * elements + "</x></iq>")
+
+
 def names_message(to, batch, count=1000):
     """A <message> with `count` element names never used before (batch
     makes them distinct across stanzas)."""

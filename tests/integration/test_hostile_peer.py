@@ -435,8 +435,10 @@ def main():
             wide = hs.wide_message(gw)
             log("Prosody c2s_stanza_size_limit %d; 40,000 children: %d bytes"
                 % (limit, len(wide.encode())))
-            check("the 40,000-children stanza fits Prosody's limit",
-                  len(hs.wide_iq(gw, "x" * 12).encode()) < limit - 4096)
+            check("the 40,000-children and the 5,000-long-names stanzas fit "
+                  "Prosody's limit",
+                  len(hs.wide_iq(gw, "x" * 12).encode()) < limit - 4096
+                  and len(hs.long_names_iq(gw, "x" * 12).encode()) < limit - 4096)
             st["parse_mark"] = len(env.gw_log())
             shapes = [
                 ("1. message nested 70 deep", lambda i: hs.deep_message(gw), False),
@@ -449,6 +451,8 @@ def main():
                  lambda i: wide, False),
                 ("3b. iq get with 40,000 empty children",
                  lambda i: hs.wide_iq(gw, i), True),
+                ("3c. iq get of ~215 KB on the wire (5,000 elements with "
+                 "40-char names)", lambda i: hs.long_names_iq(gw, i), True),
                 ("4. 12 messages with 1,000 new element names each",
                  lambda i: "".join(hs.names_message(gw, b) for b in range(12)),
                  False),
@@ -470,6 +474,13 @@ def main():
                     check("%s: answered with an iq error by the gateway" % name,
                           iq_type(x) == "error" and kept
                           and iq_type(p) == "result", show(x, 300))
+                if name.startswith("3c."):
+                    check("3c. the server accepted it, so the gateway does not "
+                          "refuse it for its size (counted as bytes on the wire): "
+                          "served (service-unavailable), not policy-violation",
+                          iq_type(x) == "error"
+                          and error_condition(x) != "policy-violation",
+                          show(x, 300))
                 check("%s: the gateway still answers (ping result)" % name,
                       iq_type(p) == "result", show(p, 300))
                 check("%s: session kept (no drop, no stream error)" % name,
