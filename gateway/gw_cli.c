@@ -28,7 +28,8 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'fieldgate COMMAND --help' describes a command's "
-                 "options.\n");
+                 "options.\n\n" GW_EXIT_HELP
+                 "read --watch: that of the last completed read.\n");
 }
 
 int gw_cli_map_options(int argc, char **argv, const char *cmd,
@@ -54,10 +55,10 @@ int gw_cli_map_options(int argc, char **argv, const char *cmd,
             break;
         case 'h':
             print_usage(stdout);
-            return 0;
+            return GW_EXIT_OK;
         default:
             print_usage(stderr);
-            return 2;
+            return GW_EXIT_USAGE;
         }
     }
     if (!*path || optind != argc) {
@@ -65,7 +66,7 @@ int gw_cli_map_options(int argc, char **argv, const char *cmd,
             fprintf(stderr, "fieldgate %s: unexpected argument '%s'\n", cmd,
                     argv[optind]);
         print_usage(stderr);
-        return 2;
+        return GW_EXIT_USAGE;
     }
     return -1;
 }
@@ -90,17 +91,17 @@ int gw_cli_main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return GW_EXIT_USAGE;
     }
     const char *name = argv[1];
     if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
         strcmp(name, "help") == 0) {
         usage(stdout);
-        return 0;
+        return GW_EXIT_OK;
     }
     if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
         printf("fieldgate %s\n", FG_VERSION);
-        return 0;
+        return GW_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(name, commands[i].name) == 0)
@@ -108,5 +109,5 @@ int gw_cli_main(int argc, char **argv)
     }
     fprintf(stderr, "fieldgate: unknown command '%s'\n", name);
     usage(stderr);
-    return 2;
+    return GW_EXIT_USAGE;
 }

@@ -25,37 +25,43 @@ struct session {
     struct cfg *cfg;
     struct gw_store store;
     struct gw_engine *eng;
-    uv_signal_t sigint;
+    uv_signal_t sigint, sigterm;
     uv_timer_t watch;
     struct sel *sels;
     size_t n_sels;
     size_t pending;
-    int failures;
+    int failures;      /* of the round in progress */
+    int last_failures; /* of the last completed round */
+    size_t rounds;     /* completed */
     bool json;
-    double watch_s;
-    int rc;
+    bool stopping; /* SIGINT/SIGTERM: reads cancelled at close are not shown */
+    uint64_t period_ms; /* --watch: a round starts every period_ms; 0 once */
+    uint64_t next_ms;   /* loop time the next round is due */
 };
 
+/* Returns GW_EXIT_OK, or the exit status of the failure (reported). */
 static int session_open(struct session *s, const char *path)
 {
     memset(s, 0, sizeof(*s));
     gw_log_init(&s->log);
     s->log.level = GW_LOG_WARN;
     if (gw_cli_load_map(path, &s->cfg) != GW_OK)
-        return 1;
+        return GW_EXIT_MAP;
     uv_loop_init(&s->loop);
-    if (gw_store_init(&s->store, s->cfg) != GW_OK)
-        return 1;
+    int rc = gw_store_init(&s->store, s->cfg);
+    if (rc != GW_OK) {
+        fprintf(stderr, "fieldgate: cannot start: %s\n", gw_strerror(rc));
+        return GW_EXIT_FAILED;
+    }
     struct gw_engine_opts opts = {.poll = false};
-    int rc =
-        gw_engine_new(&s->loop, s->cfg, &s->store, &s->log, &opts, &s->eng);
+    rc = gw_engine_new(&s->loop, s->cfg, &s->store, &s->log, &opts, &s->eng);
     if (rc == GW_OK)
         rc = gw_engine_start(s->eng);
     if (rc != GW_OK) {
         fprintf(stderr, "fieldgate: cannot start: %s\n", gw_strerror(rc));
-        return 1;
+        return GW_EXIT_FAILED;
     }
-    return 0;
+    return GW_EXIT_OK;
 }
 
 static void walk_close(uv_handle_t *h, void *arg)
@@ -202,28 +208,49 @@ static void print_all(struct session *s)
 
 static void start_round(struct session *s);
 
+static void on_watch(uv_timer_t *t)
+{
+    start_round(t->data);
+}
+
+/* --watch S is a period: round k is due at t0 + k*S.  A round that ends
+ * before the next is due waits for it; one that ends late starts the next
+ * at once, and the schedule skips the slots it missed (the next round after
+ * that is due on the same grid), so lateness never accumulates. */
+static void round_done(struct session *s)
+{
+    s->rounds++;
+    s->last_failures = s->failures;
+    print_all(s);
+    if (s->period_ms == 0) {
+        uv_stop(&s->loop);
+        return;
+    }
+    uv_update_time(&s->loop);
+    uint64_t now = uv_now(&s->loop), delay = 0;
+    if (now < s->next_ms) {
+        delay = s->next_ms - now;
+        s->next_ms += s->period_ms;
+    } else {
+        s->next_ms += ((now - s->next_ms) / s->period_ms + 1) * s->period_ms;
+    }
+    uv_timer_start(&s->watch, on_watch, delay, 0);
+}
+
 static void on_read(void *data, int rc, uint8_t exception)
 {
     struct session *s = data;
     if (rc != GW_OK && rc != GW_ECANCELED)
         s->failures++;
-    if (--s->pending > 0)
+    if (--s->pending > 0 || s->stopping)
         return;
-    print_all(s);
-    if (s->watch_s <= 0)
-        uv_stop(&s->loop);
+    round_done(s);
 }
 
-static void on_watch(uv_timer_t *t)
-{
-    struct session *s = t->data;
-    if (s->pending == 0)
-        start_round(s);
-}
-
-static void on_sigint(uv_signal_t *h, int signum)
+static void on_stop_signal(uv_signal_t *h, int signum)
 {
     struct session *s = h->data;
+    s->stopping = true;
     uv_stop(&s->loop);
 }
 
@@ -245,11 +272,8 @@ static void start_round(struct session *s)
                     gw_strerror(rc));
         }
     }
-    if (s->pending == 0) {
-        print_all(s);
-        if (s->watch_s <= 0)
-            uv_stop(&s->loop);
-    }
+    if (s->pending == 0)
+        round_done(s);
 }
 
 static void read_usage(FILE *out)
@@ -258,7 +282,10 @@ static void read_usage(FILE *out)
                  "[--watch SECONDS] [-v]\n"
                  "Reads now (all units when none is named) and prints point, "
                  "value, unit,\nquality and age; --json prints one JSON object "
-                 "per point; --watch repeats.\n");
+                 "per point.  --watch S reads\nevery S seconds (a read "
+                 "starts every S seconds; one that takes longer is\n"
+                 "followed at once) until SIGINT or SIGTERM; the exit status "
+                 "is then that of\nthe last completed read.\n" GW_EXIT_HELP);
 }
 
 int gw_cmd_read(int argc, char **argv)
@@ -288,7 +315,7 @@ int gw_cmd_read(int argc, char **argv)
             watch = strtod(optarg, &end);
             if (*end || !(watch > 0) || watch > 86400) {
                 fprintf(stderr, "fieldgate: --watch wants seconds > 0\n");
-                return 2;
+                return GW_EXIT_USAGE;
             }
             break;
         }
@@ -297,39 +324,46 @@ int gw_cmd_read(int argc, char **argv)
             break;
         case 'h':
             read_usage(stdout);
-            return 0;
+            return GW_EXIT_OK;
         default:
             read_usage(stderr);
-            return 2;
+            return GW_EXIT_USAGE;
         }
     }
     if (!path) {
         read_usage(stderr);
-        return 2;
+        return GW_EXIT_USAGE;
     }
     struct session s;
-    int rc = 1;
-    if (session_open(&s, path) != 0)
+    int rc = session_open(&s, path);
+    if (rc != GW_EXIT_OK)
         goto out;
     if (verbose)
         s.log.level = GW_LOG_DEBUG;
     s.json = json;
-    s.watch_s = watch;
-    if (select_refs(&s, argc - optind, argv + optind) != GW_OK)
+    if (select_refs(&s, argc - optind, argv + optind) != GW_OK) {
+        rc = GW_EXIT_MAP;
         goto out;
+    }
     uv_signal_init(&s.loop, &s.sigint);
-    s.sigint.data = &s;
-    uv_signal_start(&s.sigint, on_sigint, SIGINT);
+    uv_signal_init(&s.loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_stop_signal, SIGTERM);
     uv_unref((uv_handle_t *)&s.sigint);
-    start_round(&s);
+    uv_unref((uv_handle_t *)&s.sigterm);
     if (watch > 0) {
         uv_timer_init(&s.loop, &s.watch);
         s.watch.data = &s;
-        uint64_t ms = (uint64_t)(watch * 1000);
-        uv_timer_start(&s.watch, on_watch, ms, ms);
+        s.period_ms = (uint64_t)(watch * 1000 + 0.5);
+        if (s.period_ms == 0)
+            s.period_ms = 1;
+        uv_update_time(&s.loop);
+        s.next_ms = uv_now(&s.loop) + s.period_ms;
     }
+    start_round(&s);
     uv_run(&s.loop, UV_RUN_DEFAULT);
-    rc = s.failures ? 1 : 0;
+    rc = s.rounds == 0 || s.last_failures ? GW_EXIT_FAILED : GW_EXIT_OK;
 out:
     session_close(&s);
     return rc;
@@ -355,8 +389,11 @@ static void on_written(void *data, int rc, uint8_t exception)
 
 static void write_usage(FILE *out)
 {
-    fprintf(out, "usage: fieldgate write -c FILE UNIT.POINT VALUE "
-                 "[--verify]\n");
+    fprintf(out,
+            "usage: fieldgate write -c FILE UNIT.POINT VALUE "
+            "[--verify]\n"
+            "Writes VALUE (checked against the point first) and, with "
+            "--verify or the\npoint's verify:, reads it back.\n" GW_EXIT_HELP);
 }
 
 /* A negative number ("-5", "-0.5", "-.5", "-1e3") is a VALUE, not an
@@ -415,21 +452,22 @@ int gw_cmd_write(int argc, char **argv)
             break;
         case 'h':
             write_usage(stdout);
-            return 0;
+            return GW_EXIT_OK;
         default:
             write_usage(stderr);
-            return 2;
+            return GW_EXIT_USAGE;
         }
     }
     if (!path || argc - optind != 2) {
         write_usage(stderr);
-        return 2;
+        return GW_EXIT_USAGE;
     }
     const char *ref = argv[optind], *text = argv[optind + 1];
     struct session s;
-    int rc = 1;
-    if (session_open(&s, path) != 0)
+    int rc = session_open(&s, path);
+    if (rc != GW_EXIT_OK)
         goto out;
+    rc = GW_EXIT_MAP;
     size_t l, u, p;
     if (gw_store_find(s.cfg, ref, &l, &u, &p) != GW_OK || p == SIZE_MAX) {
         fprintf(stderr, "fieldgate: no point '%s' in %s\n", ref, path);
@@ -449,6 +487,11 @@ int gw_cmd_write(int argc, char **argv)
         fprintf(stderr, "fieldgate: write %s refused: %s\n", ref,
                 wrc == GW_EREADONLY ? "the point is not writable"
                                     : gw_strerror(wrc));
+        /* Refused by the map (not writable, a value it cannot encode)
+         * unless the link or the engine is what failed. */
+        if (wrc == GW_EDISCONNECTED || wrc == GW_ECLOSED || wrc == GW_ENOMEM ||
+            wrc == GW_EBUSY || wrc == GW_EAGAIN)
+            rc = GW_EXIT_FAILED;
         goto out;
     }
     uv_run(&s.loop, UV_RUN_DEFAULT);
@@ -461,7 +504,7 @@ int gw_cmd_write(int argc, char **argv)
     else
         printf("%s = %s: ok%s\n", ref, text,
                verify || cp->verify ? " (verified)" : "");
-    rc = w.rc == GW_OK ? 0 : 1;
+    rc = w.rc == GW_OK ? GW_EXIT_OK : GW_EXIT_FAILED;
 out:
     session_close(&s);
     return rc;

@@ -2,14 +2,20 @@
 #include <getopt.h>
 #include <stdio.h>
 
+#include "cfg.h"
 #include "gw_cli.h"
 #include "gw_daemon.h"
+#include "gw_err.h"
 #include "gw_log.h"
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: fieldgate run -c FILE [--log-level "
-                 "error|warn|notice|info|debug]\n");
+    fprintf(out,
+            "usage: fieldgate run -c FILE [--log-level "
+            "error|warn|notice|info|debug]\n"
+            "Runs the daemon: polls the map's devices and, with an xmpp: "
+            "section, serves\nXMPP.  SIGHUP reloads the map (an invalid one "
+            "is refused), SIGTERM or SIGINT\nstop it (exit 0).\n" GW_EXIT_HELP);
 }
 
 int gw_cmd_run(int argc, char **argv)
@@ -32,20 +38,26 @@ int gw_cmd_run(int argc, char **argv)
         case 'l':
             if (gw_log_level_parse(optarg, &log.level) != 0) {
                 fprintf(stderr, "fieldgate: unknown log level '%s'\n", optarg);
-                return 2;
+                return GW_EXIT_USAGE;
             }
             break;
         case 'h':
             usage(stdout);
-            return 0;
+            return GW_EXIT_OK;
         default:
             usage(stderr);
-            return 2;
+            return GW_EXIT_USAGE;
         }
     }
     if (!path || optind != argc) {
         usage(stderr);
-        return 2;
+        return GW_EXIT_USAGE;
     }
-    return gw_daemon_run(path, &log);
+    /* An invalid map is the operator's to fix (exit 1, and systemd does not
+     * restart); anything the daemon meets later is a failure (exit 3). */
+    struct cfg *cfg = NULL;
+    if (gw_cli_load_map(path, &cfg) != GW_OK)
+        return GW_EXIT_MAP;
+    cfg_free(cfg);
+    return gw_daemon_run(path, &log) == 0 ? GW_EXIT_OK : GW_EXIT_FAILED;
 }
