@@ -255,8 +255,25 @@ void sim_unit_free(struct sim_unit *u)
     if (u->map)
         modbus_mapping_free(u->map);
     free(u->illegal);
+    free(u->suspended.illegal);
     free(u->live);
     free(u);
+}
+
+void sim_unit_suspend_faults(struct sim_unit *u, bool suspend)
+{
+    if (suspend == u->faults_suspended)
+        return;
+    struct sim_faults now = {u->dead, u->slow_ms, u->max_registers, u->illegal,
+                             u->n_illegal};
+    struct sim_faults next = u->suspended; /* empty when suspending */
+    u->dead = next.dead;
+    u->slow_ms = next.slow_ms;
+    u->max_registers = next.max_registers;
+    u->illegal = next.illegal;
+    u->n_illegal = next.n_illegal;
+    u->suspended = suspend ? now : (struct sim_faults){0};
+    u->faults_suspended = suspend;
 }
 
 size_t sim_exception(uint8_t fc, uint8_t code, uint8_t *rsp)

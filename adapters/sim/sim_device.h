@@ -71,14 +71,28 @@ struct sim_unit_spec {
     size_t n_entries;
 };
 
-struct sim_unit {
-    uint8_t id;
-    modbus_mapping_t *map;
+/* A unit's fault switches. */
+struct sim_faults {
     bool dead;
     uint32_t slow_ms;
     uint16_t max_registers;
     struct sim_range *illegal;
     size_t n_illegal;
+};
+
+struct sim_unit {
+    uint8_t id;
+    modbus_mapping_t *map;
+    /* The faults in force (dead, slow_ms, max_registers, illegal). */
+    bool dead;
+    uint32_t slow_ms;
+    uint16_t max_registers;
+    struct sim_range *illegal;
+    size_t n_illegal;
+    /* While suspended (sim_unit_suspend_faults), the unit's faults wait
+     * here and it behaves as a healthy device. */
+    bool faults_suspended;
+    struct sim_faults suspended;
     struct sim_live *live;
     size_t n_live;
     uint64_t requests;   /* requests received (dead units count too) */
@@ -111,6 +125,11 @@ size_t sim_unit_handle(struct sim_unit *u, const uint8_t *req, size_t len,
 
 /* Builds an exception response for function fc into rsp; returns 2. */
 size_t sim_exception(uint8_t fc, uint8_t code, uint8_t *rsp);
+
+/* suspend: the unit behaves as a healthy device (no dead, slow,
+ * exception02 or max_registers fault) until called with false, which
+ * puts its faults back.  Idempotent. */
+void sim_unit_suspend_faults(struct sim_unit *u, bool suspend);
 
 /* Rewrites every live (wave) value for time t_ms since start. */
 void sim_unit_tick(struct sim_unit *u, uint64_t t_ms);

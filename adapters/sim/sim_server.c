@@ -1,6 +1,7 @@
 /* sim_server.c - loop plumbing: wave timer, signals, delayed answers. */
 #include "sim_server.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,22 @@ static void on_signal(uv_signal_t *s, int signum)
     sim_server_stop(srv);
 }
 
+/* The runtime fault switch: every unit at once, announced on stdout (the
+ * READY line's channel) so a test can wait for it. */
+static void on_fault_signal(uv_signal_t *s, int signum)
+{
+    struct sim_server *srv = s->data;
+    bool off = signum == SIGUSR1;
+    for (unsigned id = 0; id <= SIM_MAX_UNIT; id++) {
+        if (srv->units[id])
+            sim_unit_suspend_faults(srv->units[id], off);
+    }
+    GW_LOG(srv->log, GW_LOG_INFO, "sim", "signal %d: faults %s", signum,
+           off ? "off" : "on");
+    printf("FAULTS %s\n", off ? "off" : "on");
+    fflush(stdout);
+}
+
 int sim_server_init(struct sim_server *srv, uv_loop_t *loop,
                     const struct gw_log *log,
                     struct sim_unit *units[SIM_MAX_UNIT + 1], uint32_t tick_ms)
@@ -52,6 +69,10 @@ int sim_server_init(struct sim_server *srv, uv_loop_t *loop,
     srv->sig_term.data = srv;
     uv_signal_init(loop, &srv->sig_int);
     srv->sig_int.data = srv;
+    uv_signal_init(loop, &srv->sig_usr1);
+    srv->sig_usr1.data = srv;
+    uv_signal_init(loop, &srv->sig_usr2);
+    srv->sig_usr2.data = srv;
     bool any_live = false;
     for (unsigned id = 0; id <= SIM_MAX_UNIT; id++) {
         if (srv->units[id] && srv->units[id]->n_live)
@@ -62,6 +83,10 @@ int sim_server_init(struct sim_server *srv, uv_loop_t *loop,
     int rc = uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
     if (rc == 0)
         rc = uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    if (rc == 0)
+        rc = uv_signal_start(&srv->sig_usr1, on_fault_signal, SIGUSR1);
+    if (rc == 0)
+        rc = uv_signal_start(&srv->sig_usr2, on_fault_signal, SIGUSR2);
     if (rc != 0) {
         GW_LOG(log, GW_LOG_ERROR, "sim", "signal handlers: %s",
                uv_strerror(rc));
@@ -81,6 +106,8 @@ void sim_server_stop(struct sim_server *srv)
     uv_close((uv_handle_t *)&srv->tick, NULL);
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_usr1, NULL);
+    uv_close((uv_handle_t *)&srv->sig_usr2, NULL);
 }
 
 void sim_server_close(struct sim_server *srv)

@@ -48,6 +48,7 @@ struct sim_server {
     uint64_t start_ms;
     uv_timer_t tick;
     uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_usr1, sig_usr2; /* fault switches: off, on */
     struct sim_listener *listeners;
     struct sim_conn *conns;
     size_t n_conns;
@@ -57,7 +58,9 @@ struct sim_server {
 
 /* Initialises srv on loop: takes ownership of units[] (NULL entries are
  * absent units), starts the wave timer and the signal handlers (SIGTERM,
- * SIGINT -> sim_server_stop).  Returns 0 or a gw_err. */
+ * SIGINT -> sim_server_stop; SIGUSR1 suspends every unit's faults and
+ * prints "FAULTS off" on stdout, SIGUSR2 puts them back and prints "FAULTS
+ * on").  Returns 0 or a gw_err. */
 int sim_server_init(struct sim_server *srv, uv_loop_t *loop,
                     const struct gw_log *log,
                     struct sim_unit *units[SIM_MAX_UNIT + 1], uint32_t tick_ms);

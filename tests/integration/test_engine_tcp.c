@@ -3,7 +3,9 @@
  * max-registers quirk (configured and learnt from exception 03), link drop
  * and reconnect, a dead unit beside healthy ones (same link and separate
  * links, count-based), overruns, writes with verify and refused writes
- * (checked with mbpoll, an independent client). */
+ * (checked with mbpoll, an independent client); a probe that meets a link
+ * outage, reads of a unit in backoff, holes re-probed and healed (with the
+ * sim's fault switches). */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -577,6 +579,286 @@ static void test_write_exception(void **state)
     fgt_proc_stop(&sim, SIGTERM, 10000);
 }
 
+/* ---- backoff: the stuck probe, reads of a unit in backoff ------------ */
+
+/* m1 (healthy) and m2 (a 300 ms timeout, no retries) on one link. */
+static void two_units_map(char *yaml, size_t cap, uint16_t port)
+{
+    fmt(yaml, cap,
+        "poll_groups:\n"
+        "  - {name: default, interval: 100ms}\n"
+        "links:\n"
+        "  - {name: plant, type: tcp, host: 127.0.0.1, port: %u, timeout: "
+        "300ms,\n"
+        "     units: [\n"
+        "       {name: m1, id: 1, points: [\n"
+        "         {name: a, table: holding, address: 4, type: uint16}]},\n"
+        "       {name: m2, id: 2, timeout: 300ms, retries: 0, points: [\n"
+        "         {name: a, table: holding, address: 4, type: uint16}]}]}\n",
+        port);
+}
+
+struct unit_arg {
+    const char *unit;
+    enum gw_unit_status status;
+};
+
+static bool unit_is(struct fgt_engine *t, void *arg)
+{
+    const struct unit_arg *a = arg;
+    return fgt_unit(t, a->unit)->status == a->status;
+}
+
+static bool m2_probe_out(struct fgt_engine *t, void *arg)
+{
+    (void)arg;
+    return gw_engine_probe_pending(t->eng, 0, 1);
+}
+
+static bool m2_probe_over(struct fgt_engine *t, void *arg)
+{
+    (void)arg;
+    return !gw_engine_probe_pending(t->eng, 0, 1);
+}
+
+/* The stuck probe (issue 8, defect 3): m2 is dead (sim fault switch) and
+ * goes to backoff; the sim is killed while m2's probe is out, so the probe
+ * meets the link outage; the sim comes back with m2 answering: m2 must be
+ * back online within the backoff maximum (it used to stay offline for
+ * good, its probe never cleared).  A healthy unit that went offline only
+ * because the link dropped names the link as the cause. */
+static void test_probe_survives_link_outage(void **state)
+{
+    (void)state;
+    uint16_t port;
+    char *dead[] = {(char *)"--units", (char *)"1-2", (char *)"--dead",
+                    (char *)"2", NULL};
+    struct fgt_proc sim = start_sim(0, dead, &port);
+    char yaml[YAML_MAX];
+    two_units_map(yaml, sizeof(yaml), port);
+    struct fgt_engine t;
+    struct gw_engine_opts opts = {.poll = true,
+                                  .fail_cycles = 1,
+                                  .backoff_min_ms = 200,
+                                  .backoff_max_ms = 800};
+    assert_int_equal(fgt_engine_open(&t, yaml, &opts, NULL), 0);
+    struct unit_arg m2_off = {"m2", GW_UNIT_OFFLINE};
+    assert_true(fgt_engine_run_until(&t, unit_is, &m2_off, 10000));
+    assert_true(gw_engine_unit_in_backoff(t.eng, 0, 1));
+    assert_int_equal(fgt_unit(&t, "m2")->last_err, GW_ETIMEOUT);
+
+    /* Kill the sim while m2's probe waits for its (never coming) answer. */
+    assert_true(fgt_engine_run_until(&t, m2_probe_out, NULL, 10000));
+    assert_true(fgt_proc_stop(&sim, SIGKILL, 5000) >= 0);
+    /* The probe's outcome (link down) ends it. */
+    assert_true(fgt_engine_run_until(&t, m2_probe_over, NULL, 5000));
+    struct unit_arg m1_off = {"m1", GW_UNIT_OFFLINE};
+    assert_true(fgt_engine_run_until(&t, unit_is, &m1_off, 5000));
+    assert_int_equal(fgt_unit(&t, "m1")->last_err, GW_EDISCONNECTED);
+    /* More probes meet the outage while the link is down. */
+    fgt_engine_run_ms(&t, 600);
+    assert_int_equal(fgt_unit(&t, "m2")->status, GW_UNIT_OFFLINE);
+
+    /* Back on the same port, m2 healthy: online within the backoff
+     * maximum plus the link's reconnect delay (250 ms, 500 ms, 1 s, each
+     * +20%) and a cycle. */
+    char *alive[] = {(char *)"--units", (char *)"1-2", NULL};
+    uint16_t again;
+    sim = start_sim(port, alive, &again);
+    assert_int_equal(again, port);
+    int64_t t0 = fgt_mono_ms();
+    struct unit_arg m2_on = {"m2", GW_UNIT_ONLINE};
+    assert_true(fgt_engine_run_until(&t, unit_is, &m2_on, 5000));
+    print_message("m2 back online %lld ms after the sim came back\n",
+                  (long long)(fgt_mono_ms() - t0));
+    assert_false(gw_engine_unit_in_backoff(t.eng, 0, 1));
+    assert_int_equal(fgt_point(&t, "m2.a")->quality, GW_Q_OK);
+    assert_int_equal(fgt_point(&t, "m2.a")->value.v.u, 2004);
+    assert_int_equal(fgt_unit(&t, "m1")->status, GW_UNIT_ONLINE);
+    assert_int_equal(fgt_engine_close(&t), 0);
+    fgt_proc_stop(&sim, SIGTERM, 10000);
+}
+
+static bool m2_resting(struct fgt_engine *t, void *arg)
+{
+    (void)arg;
+    return gw_engine_unit_in_backoff(t->eng, 0, 1);
+}
+
+/* Reads of a unit in backoff are answered from the store: the unit's last
+ * error at once, with nothing sent, so a reader cannot keep the link busy
+ * with one timeout a read.  Counted at the sim: every request for unit 2
+ * that reached it is one the engine counted. */
+static void test_read_in_backoff_from_store(void **state)
+{
+    (void)state;
+    uint16_t port;
+    char *dead[] = {(char *)"--units", (char *)"1-2",     (char *)"--dead",
+                    (char *)"2",       (char *)"--stats", NULL};
+    struct fgt_proc sim = start_sim(0, dead, &port);
+    char yaml[YAML_MAX];
+    two_units_map(yaml, sizeof(yaml), port);
+    struct fgt_engine t;
+    struct gw_engine_opts opts = {.poll = true,
+                                  .fail_cycles = 1,
+                                  .backoff_min_ms = 30000,
+                                  .backoff_max_ms = 30000};
+    assert_int_equal(fgt_engine_open(&t, yaml, &opts, NULL), 0);
+    struct unit_arg m2_off = {"m2", GW_UNIT_OFFLINE};
+    assert_true(fgt_engine_run_until(&t, unit_is, &m2_off, 10000));
+    const struct gw_unit_state *m2 = fgt_unit(&t, "m2");
+    uint64_t before = m2->c.requests;
+    assert_true(before >= 1);
+
+    int64_t t0 = fgt_mono_ms();
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(fgt_engine_read(&t, "m2", NULL), GW_ETIMEOUT);
+        assert_int_equal(fgt_engine_read(&t, "m2.a", NULL), GW_ETIMEOUT);
+    }
+    int64_t spent = fgt_mono_ms() - t0;
+    print_message("10 reads of a unit in backoff: %lld ms\n", (long long)spent);
+    assert_true(spent < 300); /* one timeout would be 300 ms */
+    assert_int_equal(m2->c.requests, before);
+    assert_int_equal(m2->last_err, GW_ETIMEOUT);
+    /* The healthy unit on the same link is still read from the bus. */
+    assert_int_equal(fgt_engine_read(&t, "m1", NULL), GW_OK);
+    /* resetBackoff: the next read goes to the bus again (and times out). */
+    gw_engine_reset_backoff(t.eng, 0, 1);
+    assert_int_equal(fgt_engine_read(&t, "m2", NULL), GW_ETIMEOUT);
+    assert_true(m2->c.requests > before);
+    /* A cycle finds m2 dead again and puts it back in backoff; from then
+     * on nothing more is sent to it. */
+    assert_true(fgt_engine_run_until(&t, m2_resting, NULL, 5000));
+    fgt_engine_run_ms(&t, 300);
+    uint64_t counted = m2->c.requests;
+    assert_int_equal(fgt_engine_close(&t), 0);
+    assert_int_equal(sim_stat(&sim, "unit2"), (long)counted);
+}
+
+/* ---- holes: re-probed, healed ----------------------------------------- */
+
+static void hole_map(char *yaml, size_t cap, uint16_t port)
+{
+    fmt(yaml, cap,
+        "poll_groups:\n"
+        "  - {name: default, interval: 100ms}\n"
+        "links:\n"
+        "  - {name: plant, type: tcp, host: 127.0.0.1, port: %u,\n"
+        "     units: [{name: m1, id: 1, points: [\n"
+        "       {name: a, table: holding, address: 4, type: uint16},\n"
+        "       {name: b, table: holding, address: 5, type: uint16},\n"
+        "       {name: c, table: holding, address: 6, type: uint16}]}]}\n",
+        port);
+}
+
+static bool b_in_hole(struct fgt_engine *t, void *arg)
+{
+    (void)arg;
+    const struct gw_point_state *b = fgt_point(t, "m1.b");
+    return gw_engine_holes(t->eng, 0, 0) == 1 && b->quality == GW_Q_EXCEPTION &&
+           b->exception == 2;
+}
+
+static bool b_good(struct fgt_engine *t, void *arg)
+{
+    (void)arg;
+    const struct gw_point_state *b = fgt_point(t, "m1.b");
+    return gw_engine_holes(t->eng, 0, 0) == 0 && b->quality == GW_Q_OK &&
+           b->value.v.u == 1005;
+}
+
+static void sim_faults(struct fgt_proc *sim, bool on)
+{
+    assert_int_equal(kill(sim->pid, on ? SIGUSR2 : SIGUSR1), 0);
+    assert_int_equal(
+        fgt_proc_wait_line(sim, on ? "FAULTS on" : "FAULTS off", 5000), 0);
+}
+
+/* A point in a hole is reported as such (exception 02 in the store, kept
+ * current by the cycles, never silently dropped); once the device is
+ * fixed the hole's scheduled re-probe finds it and it is polled again. */
+static void test_hole_healed_by_reprobe(void **state)
+{
+    (void)state;
+    uint16_t port;
+    char *extra[] = {(char *)"--units", (char *)"1", (char *)"--illegal",
+                     (char *)"1:5", NULL};
+    struct fgt_proc sim = start_sim(0, extra, &port);
+    char yaml[YAML_MAX];
+    hole_map(yaml, sizeof(yaml), port);
+    struct fgt_engine t;
+    struct gw_engine_opts opts = {
+        .poll = true, .hole_retry_min_ms = 400, .hole_retry_max_ms = 1600};
+    assert_int_equal(fgt_engine_open(&t, yaml, &opts, NULL), 0);
+    assert_true(fgt_engine_run_until(&t, b_in_hole, NULL, 10000));
+    const struct gw_point_state *b = fgt_point(&t, "m1.b");
+    assert_int_equal(b->err, GW_EMBEXC);
+    char text[96];
+    assert_string_equal(
+        gw_store_err_text(b->err, b->exception, text, sizeof(text)),
+        "Modbus exception 02 illegal data address");
+    /* Re-probes while the fault lasts: still a hole, at 0.4, 0.8, 1.6,
+     * 1.6 s intervals (a handful of exceptions, not one a cycle), and the
+     * point's state stays current. */
+    const struct gw_unit_state *u = fgt_unit(&t, "m1");
+    uint64_t exc0 = u->c.exceptions;
+    fgt_engine_run_ms(&t, 3000);
+    assert_true(b_in_hole(&t, NULL));
+    uint64_t reprobes = u->c.exceptions - exc0;
+    print_message("re-probes in 3 s: %llu\n", (unsigned long long)reprobes);
+    assert_true(reprobes >= 2 && reprobes <= 4);
+    assert_true(gw_now_ms() - b->attempt_ms < 1000);
+    assert_int_equal(fgt_point(&t, "m1.a")->quality, GW_Q_OK);
+    assert_int_equal(fgt_point(&t, "m1.c")->quality, GW_Q_OK);
+
+    /* The device is fixed: within the longest interval the hole is
+     * re-probed, found healed and polled again. */
+    sim_faults(&sim, false);
+    assert_true(fgt_engine_run_until(&t, b_good, NULL, 1600 + 1000));
+    fgt_engine_run_ms(&t, 300);
+    assert_true(b_good(&t, NULL));
+    assert_int_equal(fgt_engine_close(&t), 0);
+    fgt_proc_stop(&sim, SIGTERM, 10000);
+}
+
+/* With the default schedule (first re-probe after a minute), an on-demand
+ * read (readNow) and resetBackoff re-probe a hole at once. */
+static void test_hole_healed_on_demand(void **state)
+{
+    (void)state;
+    uint16_t port;
+    char *extra[] = {(char *)"--units", (char *)"1", (char *)"--illegal",
+                     (char *)"1:5", NULL};
+    struct fgt_proc sim = start_sim(0, extra, &port);
+    char yaml[YAML_MAX];
+    hole_map(yaml, sizeof(yaml), port);
+    struct fgt_engine t;
+    struct gw_engine_opts opts = {.poll = true};
+    assert_int_equal(fgt_engine_open(&t, yaml, &opts, NULL), 0);
+    assert_true(fgt_engine_run_until(&t, b_in_hole, NULL, 10000));
+    /* While the fault lasts, a read reports the hole's exception. */
+    uint8_t exc = 0;
+    assert_int_equal(fgt_engine_read(&t, "m1", &exc), GW_EMBEXC);
+    assert_int_equal(exc, 2);
+    assert_true(b_in_hole(&t, NULL));
+
+    /* Fixed: the next read of the unit re-probes the hole and sees b. */
+    sim_faults(&sim, false);
+    assert_int_equal(fgt_engine_read(&t, "m1", NULL), GW_OK);
+    assert_true(b_good(&t, NULL));
+    fgt_engine_run_ms(&t, 300); /* polled again, no new hole */
+    assert_true(b_good(&t, NULL));
+
+    /* Broken again: learnt again.  Fixed again: resetBackoff re-probes. */
+    sim_faults(&sim, true);
+    assert_true(fgt_engine_run_until(&t, b_in_hole, NULL, 5000));
+    sim_faults(&sim, false);
+    gw_engine_reset_backoff(t.eng, 0, 0);
+    assert_true(fgt_engine_run_until(&t, b_good, NULL, 2000));
+    assert_int_equal(fgt_engine_close(&t), 0);
+    fgt_proc_stop(&sim, SIGTERM, 10000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -590,6 +872,14 @@ int main(void)
         cmocka_unit_test_teardown(test_overrun_counted, fgt_teardown_procs),
         cmocka_unit_test_teardown(test_writes, fgt_teardown_procs),
         cmocka_unit_test_teardown(test_write_exception, fgt_teardown_procs),
+        cmocka_unit_test_teardown(test_probe_survives_link_outage,
+                                  fgt_teardown_procs),
+        cmocka_unit_test_teardown(test_read_in_backoff_from_store,
+                                  fgt_teardown_procs),
+        cmocka_unit_test_teardown(test_hole_healed_by_reprobe,
+                                  fgt_teardown_procs),
+        cmocka_unit_test_teardown(test_hole_healed_on_demand,
+                                  fgt_teardown_procs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
