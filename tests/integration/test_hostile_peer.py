@@ -436,11 +436,16 @@ def main():
                   if iq_type(x) == "result" else holding(mb, 1, 0)[0] != 777,
                   show(x, 200))
             # Within the bound: still served.
+            sim_mark = len(env.sim_text())
             x = await request(ops, hs.ctl_set_iq, nodes=["u10"], params=[
                 ("int", "w0", "11"), ("int", "w1", "12")])
             check("5. a set within the bound: OK and written",
                   response_code(x) == "OK"
                   and tuple(holding(mb, 10, 0, 2)) == (11, 12), show(x))
+            await asyncio.sleep(0.2)
+            bus = [w for w in sim_writes(env.sim_text()[sim_mark:]) if w[0] == 10]
+            check("the simulator's log shows that set's 2 writes (the counts "
+                  "above are not vacuous)", len(bus) == 2, bus)
 
             # ---- audit: a burst of refused requests from one stranger ------
             futs, sent = [], 0
