@@ -13,15 +13,23 @@ Covers:
     40,000 empty children (~160 KB, under Prosody's c2s_stanza_size_limit)
     in a message and in an iq, 12 stanzas with 1,000 new element names
     each; each must drop that stanza only (iqs answered with an error) and
-    keep the session, logged for the sender;
+    keep the session, logged for the sender (a sentinel ping after each
+    shape names the shape that broke the session); and a ~215 KB iq of
+    5,000 long-named elements, which Prosody accepts, must be served, not
+    refused for a size counted other than as bytes on the wire;
   control amplification: a <set> naming 16 units 5 times each x 8 points
     twice: refused for a stranger (forbidden), and for the controller
     refused before any write (registers read back with pymodbus) when over
     the per-request write bound (xmpp.control_max_writes when the map
-    accepts it); duplicated nodes never multiply writes;
-  log injection: a newline (and CR) in a form value, a value, a parameter
-    name, a node id and a seqnr, from controller, reader and stranger; no
-    log line may start with the injected text;
+    accepts it); also by message; duplicated nodes never multiply writes;
+    writes are counted on the bus in the simulator's --verbose log;
+  log injection: a newline (and CR) in a form value (by iq and by
+    message), a value, a parameter name, a node id and a seqnr, from
+    controller, reader and stranger; no log line may start with the
+    injected text.  Only element text keeps a newline through Prosody (it
+    re-serializes &#10; in attributes as a raw newline, which the gateway's
+    parser normalizes to a space, and a CR to a newline); a newline in a
+    resource cannot pass Prosody's resourceprep;
   a readout cancel by a stranger: forbidden;
   control messages with a <delay> stamp in the future, and with a fresh
     client delay before a stale server delay: refused;
