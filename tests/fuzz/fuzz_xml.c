@@ -5,9 +5,15 @@
  * named "proceed" resets the parser (deferred, as after STARTTLS), so the
  * second chunk may begin a new stream, DOCTYPE and all.
  *
+ * Limits are small (depth 16, 16 attributes, 64 elements, 4096 bytes, 48
+ * names), so stanzas get dropped (skip mode) and the parser starts new
+ * libxml2 contexts between stanzas (recycling).
+ *
  * Oracle: every delivered stanza is serialized and parsed again by a second
  * parser; it must serialize without error and come back equal
- * (xs_stanza_equal).  Anything else aborts.
+ * (xs_stanza_equal).  A dropped stanza is reported with a name, a
+ * namespace and a reason, and one dropped for its size took more than the
+ * limit on the wire.  Anything else aborts.
  *
  * Run: cmake -DFG_FUZZ=ON -DCMAKE_C_COMPILER=clang ...; then
  *   build/tests/fuzz_xml -max_len=4096 tests/fuzz/corpus/fuzz_xml */
@@ -77,6 +83,19 @@ static void check_round_trip(const struct xs_stanza *s)
     xs_buf_close(&b);
 }
 
+#define MAX_BYTES 4096u
+
+static void on_dropped(void *data, const struct xs_dropped_info *d)
+{
+    (void)data;
+    if (!d->name || !d->ns || !d->reason || !d->reason[0] ||
+        (d->limit == XS_LIMIT_SIZE && d->wire_bytes <= MAX_BYTES) ||
+        strcmp(xs_parser_limit_name(d->limit), "?") == 0) {
+        fprintf(stderr, "fuzz_xml: bad drop report\n");
+        abort();
+    }
+}
+
 static void on_stanza(void *data, struct xs_stanza *s)
 {
     struct fz *f = data;
@@ -88,9 +107,13 @@ static void on_stanza(void *data, struct xs_stanza *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct xs_parser_opts o = {
-        .max_stanza_bytes = 4096, .max_depth = 16, .max_attrs = 16};
-    struct xs_parser_cbs cbs = {.stanza = on_stanza};
+    struct xs_parser_opts o = {.max_stanza_bytes = MAX_BYTES,
+                               .max_depth = 16,
+                               .max_attrs = 16,
+                               .max_elements = 64,
+                               .max_names = 48};
+    struct xs_parser_cbs cbs = {.stanza = on_stanza,
+                                .stanza_dropped = on_dropped};
     struct fz f;
     f.p = xs_parser_new(&cbs, &f, &o);
     if (!f.p)
