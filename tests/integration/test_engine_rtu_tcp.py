@@ -14,6 +14,14 @@ read back by fieldgate and by raw RTU frames from this script; a write
 answered with exception 02; `fieldgate run`: units online/offline, then
 socat and the sim are restarted on the same port and the link reconnects
 and polls again; SIGTERM exits 0 without a sanitizer report.
+
+Then a scripted device (a thread of this script speaking RTU over TCP)
+answers every read of unit 7 with a byte count of 255 (a 260-byte frame
+with a valid CRC, longer than any RTU frame): `fieldgate read` and
+`fieldgate run` report a protocol error for that unit (quality timeout,
+"offline (last error: protocol error)"), keep serving unit 8 on the same
+connection, and neither crashes nor makes a sanitizer report (issue 8,
+defect 2: this overflowed the 256-byte frame buffer).
 """
 import json
 import os
@@ -23,7 +31,9 @@ import socket
 import struct
 import subprocess
 import sys
+import socketserver
 import tempfile
+import threading
 import time
 
 BUILD = os.environ.get("FG_BUILD_DIR", ".")
@@ -332,6 +342,114 @@ def run_and_reconnect(gw, tmp, path):
     return gw
 
 
+class OversizedDevice(socketserver.BaseRequestHandler):
+    """RTU over TCP: unit 7 answers reads with byte count 255 (260 bytes,
+    valid CRC); unit 8 answers FC03 properly (register i = 0x1200 + i)."""
+
+    def handle(self):
+        buf = b""
+        while True:
+            try:
+                chunk = self.request.recv(256)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while len(buf) >= 8:
+                req, buf = buf[:8], buf[8:]
+                unit, fc, addr, count = struct.unpack(">BBHH", req[:6])
+                self.server.requests.append((unit, fc, addr, count))
+                if unit == 7:
+                    reply = rtu(7, bytes([fc, 255]) + bytes(range(255)))
+                elif unit == 8 and fc == 3:
+                    regs = b"".join(struct.pack(">H", 0x1200 + addr + i)
+                                    for i in range(count))
+                    reply = rtu(8, bytes([3, 2 * count]) + regs)
+                else:
+                    reply = rtu(unit, bytes([fc | 0x80, 1]))
+                try:
+                    self.request.sendall(reply)
+                except OSError:
+                    return
+
+
+class DeviceServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), OversizedDevice)
+        self.requests = []
+
+
+OVERSIZED_MAP = """poll_groups:
+  - {{name: default, interval: 200ms}}
+links:
+  - name: gw
+    type: rtu-over-tcp
+    host: 127.0.0.1
+    port: {port}
+    timeout: 300ms
+    units:
+      - name: bad
+        id: 7
+        retries: 0
+        points:
+          - {{name: one, table: holding, address: 0, type: uint16}}
+          - {{name: many, table: input, address: 200, type: uint16}}
+          - {{name: bits, table: coil, address: 0, type: bool}}
+      - name: good
+        id: 8
+        points:
+          - {{name: a, table: holding, address: 4, type: uint16}}
+"""
+
+
+def oversized_replies(tmp):
+    srv = DeviceServer()
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        path = os.path.join(tmp, "oversized.yaml")
+        with open(path, "w") as f:
+            f.write(OVERSIZED_MAP.format(port=srv.server_address[1]))
+        r, got = read_json(path)
+        print(r.stdout, r.stderr, sep="")
+        check(0 < r.returncode < 128, f"read oversized: exit {r.returncode}")
+        for name in ("bad.one", "bad.many", "bad.bits"):
+            o = got.get(name, {})
+            check(o.get("quality") == "timeout",
+                  f"read {name}: {o}, want quality timeout (protocol error)")
+        o = got.get("good.a", {})
+        check(o.get("quality") == "ok" and o.get("value") == 0x1204,
+              f"read good.a after the oversized replies: {o}")
+        check(any(q[0] == 7 for q in srv.requests), "unit 7 was never asked")
+
+        log = os.path.join(tmp, "oversized-run.log")
+        with open(log, "w") as f:
+            proc = subprocess.Popen([FIELDGATE, "run", "-c", path], stderr=f)
+        try:
+            ok = wait_for(lambda: proc.poll() is not None or all(
+                n in log_since(log, 0) for n in
+                ("unit good: online", "unit bad: offline (last error: protocol error)")), 20)
+            text = log_since(log, 0)
+            check(ok and proc.poll() is None,
+                  f"run oversized: exit {proc.returncode}:\n{text}")
+            check("last error: none" not in text, f"run: 'last error: none':\n{text}")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+            text = log_since(log, 0)
+            check(proc.returncode == 0, f"run oversized: exit {proc.returncode}:\n{text}")
+            check("Sanitizer" not in text, f"run oversized: sanitizer report:\n{text}")
+            print(f"oversized replies: {len(srv.requests)} requests answered, "
+                  f"run exit {proc.returncode}")
+        finally:
+            stop(proc, "fieldgate run")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def main():
     if not shutil.which("socat"):
         print("SKIP: no socat")
@@ -351,6 +469,7 @@ def main():
             gw = run_and_reconnect(gw, tmp, path)
         finally:
             gw.close()
+        oversized_replies(tmp)
     if failures:
         print(f"{len(failures)} failure(s)")
         return 1
