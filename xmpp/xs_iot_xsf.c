@@ -506,7 +506,7 @@ static void sd_reject(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
         set_attr(rej, "seqnr", seqnr);
         set_text(add(rej, "error", NULL), text);
     }
-    gw_iot_refused(fe->iot, from_of(iq), kind, "seqnr %s: %s",
+    gw_iot_refused(fe->iot, from_of(iq), kind, "seqnr %s rejected: %s",
                    seqnr ? seqnr : "?", text);
     send_st(fe, r);
 }
@@ -898,8 +898,8 @@ static void sd_cancel(struct xs_iot_xsf *fe, const struct xs_stanza *iq,
             set_attr(rej, "seqnr", seqnr);
             set_text(add(rej, "error", NULL), "Access denied");
         }
-        gw_iot_refused(fe->iot, from, "cancel", "seqnr %s: Access denied",
-                       seqnr ? seqnr : "?");
+        gw_iot_refused(fe->iot, from, "cancel",
+                       "seqnr %s rejected: Access denied", seqnr ? seqnr : "?");
         send_st(fe, r);
         return;
     }

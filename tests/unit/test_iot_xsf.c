@@ -770,8 +770,9 @@ static void test_cancel_access(void **state)
     HAS(0, "<rejected xmlns='urn:xmpp:iot:sensordata' seqnr='1'><error>Access "
            "denied</error></rejected>");
     HASNT(0, "item-not-found");
-    assert_non_null(strstr(logged(f), "cancel from evil@example.com/x "
-                                      "refused: seqnr 1: Access denied"));
+    assert_non_null(strstr(logged(f),
+                           "cancel from evil@example.com/x "
+                           "refused: seqnr 1 rejected: Access denied"));
     clear_out(f);
     /* A reader: no such readout. */
     iq(f, "<iq type='get' id='k' from='viewer@example.org/c'>"
@@ -817,7 +818,7 @@ static void test_refusals_logged(void **state)
     assert_non_null(strstr(log, "getForm from evil@example.com/x refused: "
                                 "Control access required"));
     assert_non_null(strstr(log, "readout from evil@example.com/x refused: "
-                                "seqnr 9: Access denied"));
+                                "seqnr 9 rejected: Access denied"));
     assert_non_null(strstr(log, "concentrator from evil@example.com/x refused: "
                                 "getCapabilities: InsufficientPrivileges"));
     assert_non_null(strstr(log, "control message from evil@example.com/x "
