@@ -17,6 +17,7 @@ struct eng_unit {
     uint32_t failed_cycles;
     uint32_t backoff_ms;
     uint64_t skip_until; /* uv_now() ms; 0 = not in backoff */
+    int fail_err;        /* what failed its last failed cycle */
     /* uv_now() ms: a probe is out until its outcome arrives, or at the
      * latest until then (a safety net: every completion clears it); 0 =
      * none. */
@@ -372,6 +373,7 @@ static void unit_outcome(struct gw_engine *eng, struct eng_link *el, size_t u,
     }
     us->last_err = s->cause;
     us->last_exception = 0;
+    eu->fail_err = s->cause;
     eu->failed_cycles++;
     if (eu->failed_cycles < eng->opts.fail_cycles && !eu->skip_until)
         return;
@@ -807,10 +809,8 @@ static int submit_read(struct gw_engine *eng, size_t link, size_t unit,
     if (!parent && eu->skip_until) {
         /* In backoff: the store's answer, unless the probe is due (then
          * this read is the probe). */
-        if (unit_resting(eu, uv_ms)) {
-            int err = eng->store->links[link].units[unit].last_err;
-            return err ? err : GW_ETIMEOUT;
-        }
+        if (unit_resting(eu, uv_ms))
+            return eu->fail_err ? eu->fail_err : GW_ETIMEOUT;
         probe = true;
     }
     const struct cfg_unit *cu = cunit(el, unit);

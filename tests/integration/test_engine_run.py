@@ -66,6 +66,10 @@ def one_run(path, sig):
     text += rest.decode(errors="replace")
     check(proc.returncode == 0, f"{sig.name}: exit status {proc.returncode}\n{text}")
     check("stopped" in text, f"{sig.name}: no 'stopped' line")
+    # The state line names the cause (it used to say "last error: none").
+    check("unit m2: offline (last error: timed out)" in text,
+          f"{sig.name}: no cause in the offline line:\n{text}")
+    check("last error: none" not in text, f"{sig.name}: 'last error: none':\n{text}")
     check("loop not closed" not in text, f"{sig.name}: loop not closed cleanly")
     check("Sanitizer" not in text, f"{sig.name}: sanitizer report:\n{text}")
     print(f"{sig.name}: exit {proc.returncode}")
