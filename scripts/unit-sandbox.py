@@ -37,7 +37,8 @@ this script does not know fails the run rather than being ignored.
 Options: --user NAME, --state DIR, --ro PATH (bind PATH read-only at the
 same place, e.g. a map under the private /tmp; repeatable), --env K=V
 (repeatable; the command otherwise gets systemd's small environment plus
-ASAN_OPTIONS/UBSAN_OPTIONS), --print (show the bwrap command line).
+ASAN_OPTIONS/UBSAN_OPTIONS, with detect_leaks=0: LeakSanitizer needs
+ptrace), --print (show the bwrap command line).
 """
 import glob
 import grp
@@ -232,25 +233,28 @@ def bwrap_args(s, state, ro_paths):
     a += ["--proc", "/proc"]
     if yes(s, "ProtectKernelTunables"):
         a += ["--ro-bind", "/proc/sys", "/proc/sys"]
+    hidden = []  # file systems replaced by an empty tmpfs
     if yes(s, "ProtectHome"):
         for d in ("/home", "/root", "/run/user"):
             if os.path.isdir(d):
                 a += ["--tmpfs", d]
+                hidden.append(d)
     if yes(s, "PrivateTmp"):
         a += ["--perms", "1777", "--tmpfs", "/tmp",
               "--perms", "1777", "--tmpfs", "/var/tmp"]
+        hidden += ["/tmp", "/var/tmp"]
     binds = [("--ro-bind", p) for p in ro_paths]
     if state:
         binds.append(("--bind", state))
-    # Paths under a private /tmp need their parent directories there, with
-    # the host's modes (bwrap would make them 0700 root).
+    # Paths under a hidden tree (a private /tmp, an empty /home or /root)
+    # need their parent directories there, with the host's modes (bwrap
+    # would make them 0700 root).
     made = set()
     for _, p in binds:
         parts = p.split("/")[1:-1]
         for n in range(1, len(parts) + 1):
             d = "/" + "/".join(parts[:n])
-            if d in made or d in ("/tmp", "/var", "/var/tmp") or \
-                    not d.startswith(("/tmp/", "/var/tmp/")):
+            if d in made or not any(d.startswith(h + "/") for h in hidden):
                 continue
             made.add(d)
             a += ["--perms", "%o" % (os.stat(d).st_mode & 0o7777), "--dir", d]
@@ -374,14 +378,22 @@ def main(argv):
            "LANG": os.environ.get("LANG", "C.UTF-8"),
            "USER": pw.pw_name, "LOGNAME": pw.pw_name, "HOME": pw.pw_dir,
            "SHELL": pw.pw_shell}
-    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
         if k in os.environ:
             env[k] = os.environ[k]
+    # LeakSanitizer stops the world with ptrace, which a hardened unit does
+    # not allow: its tracer is killed and the process would spin at exit.
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0") \
+        .lstrip(":")
     if state:
         env["STATE_DIRECTORY"] = state
     env.update(env_extra)
     nofile = last(s, "LimitNOFILE", "")
-    args = bwrap_args(s, state, ro + [os.path.abspath(__file__), polfile]) \
+    # This script and the command stay visible wherever they are (a
+    # checkout under /root or /home is hidden by ProtectHome=).
+    exe = shutil.which(cmd[0]) or cmd[0]
+    ro += [os.path.abspath(__file__), os.path.abspath(exe), polfile]
+    args = bwrap_args(s, state, ro) \
         + sp + ["/usr/bin/python3", os.path.abspath(__file__), "--stage2",
                 polfile, last(s, "UMask", "0022"), nofile, "--"] + cmd
     if show:
