@@ -936,12 +936,10 @@ static void error_field(struct fctx *c, const struct cfg_unit *cu, size_t pt,
     f.writable = point_writable(&cu->points[pt]);
     f.vtype = GW_IOT_V_STRING;
     f.qos = GW_IOT_Q_ERROR;
-    if (ps->quality == GW_Q_EXCEPTION)
-        snprintf(f.value, sizeof(f.value), "Modbus exception %u",
-                 ps->exception);
-    else
-        snprintf(f.value, sizeof(f.value), "%s",
-                 gw_strerror(ps->err ? ps->err : GW_EPARSE));
+    int err = ps->err                         ? ps->err
+              : ps->quality == GW_Q_EXCEPTION ? GW_EMBEXC
+                                              : GW_EPARSE;
+    gw_store_err_text(err, ps->exception, f.value, sizeof(f.value));
     emit(c, &f);
 }
 

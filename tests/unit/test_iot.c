@@ -846,7 +846,7 @@ static void test_hole_field(void **state)
     assert_non_null(p);
     assert_int_equal(p->qos, GW_IOT_Q_ERROR);
     assert_int_equal(p->vtype, GW_IOT_V_STRING);
-    assert_string_equal(p->value, "Modbus exception 2");
+    assert_string_equal(p->value, "Modbus exception 02 illegal data address");
     assert_int_equal(p->ts_ms, now);
     assert_true(p->writable);
     /* A timeout without a good value still gives no field. */
