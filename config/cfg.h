@@ -85,6 +85,21 @@ struct cfg_enum_label {
     char *label;
 };
 
+/* When a point's change is published as an event (the `events:` rule of
+ * the point, else its template's, else its unit's, else the map's
+ * `events.defaults`).  A quality change is always an event. */
+struct cfg_event_rule {
+    bool enabled;             /* the point emits events (default true) */
+    double deadband;          /* numbers: a change smaller than this is not
+                                 an event; 0 = any change (default) */
+    bool deadband_percent;    /* deadband is a percentage of the last
+                                 published value's magnitude */
+    uint32_t min_interval_ms; /* at most one event per point per interval
+                                 (the newest value wins); 0 = no limit */
+    uint32_t max_interval_ms; /* heartbeat: publish the current value after
+                                 this long without an event; 0 = none */
+};
+
 struct cfg_point {
     char *name;
     enum cfg_table table;
@@ -111,7 +126,8 @@ struct cfg_point {
     bool verify;                   /* read back after a write and compare */
     struct cfg_enum_label *labels; /* enum labels, sorted by value */
     size_t n_labels;
-    size_t poll_group; /* index into cfg.poll_groups */
+    size_t poll_group;            /* index into cfg.poll_groups */
+    struct cfg_event_rule events; /* resolved: point, template, unit, map */
     struct cfg_mark mark;
 };
 
@@ -230,6 +246,46 @@ struct cfg_access {
     struct cfg_mark mark;
 };
 
+/* PubSub node access models (XEP-0060 §4.5). */
+enum cfg_access_model {
+    CFG_AM_OPEN,
+    CFG_AM_PRESENCE,
+    CFG_AM_ROSTER,
+    CFG_AM_AUTHORIZE,
+    CFG_AM_WHITELIST,
+};
+
+enum cfg_notification_type {
+    CFG_NOTIFY_HEADLINE,
+    CFG_NOTIFY_NORMAL,
+};
+
+enum cfg_send_last {
+    CFG_SEND_LAST_NEVER,
+    CFG_SEND_LAST_ON_SUB,
+    CFG_SEND_LAST_ON_SUB_AND_PRESENCE,
+};
+
+/* The `events:` section: value changes published over PubSub (XEP-0060).
+ * One node per unit, named node_prefix + unit name. */
+struct cfg_events {
+    bool present;      /* the section exists (and xmpp: too): publish */
+    char *service;     /* PubSub service JID, or NULL for PEP (the
+                          gateway's own bare JID) */
+    char *node_prefix; /* prefix of every node name (never NULL after
+                          loading) */
+    /* Node configuration, applied at creation and enforced at login. */
+    enum cfg_access_model access_model;
+    uint32_t max_items;
+    bool persist_items;
+    enum cfg_notification_type notification_type;
+    enum cfg_send_last send_last;
+    uint32_t window;                /* publish iqs in flight at most */
+    uint32_t publish_timeout_ms;    /* a publish not answered by then failed */
+    struct cfg_event_rule defaults; /* the map-wide rule */
+    struct cfg_mark mark;
+};
+
 struct cfg {
     char *path;
     struct cfg_poll_group *poll_groups; /* never empty: "default" exists */
@@ -241,6 +297,7 @@ struct cfg {
     struct cfg_xmpp xmpp;     /* xmpp.present false without the section */
     struct cfg_access access; /* empty without the section */
     struct cfg_store store;   /* defaults without the section */
+    struct cfg_events events; /* events.present false without it */
 };
 
 /* One problem found in a file. */
