@@ -36,6 +36,8 @@ static void on_store_event(void *data, enum gw_store_event ev, size_t link,
                            size_t unit, size_t point)
 {
     struct gw_daemon *d = data;
+    if (ev == GW_STORE_CYCLE)
+        return;
     if (ev == GW_STORE_LINK) {
         GW_LOG(d->log, GW_LOG_NOTICE, "state", "link %s: %s",
                d->cfg->links[link].name,

@@ -338,6 +338,27 @@ static void seen_io(struct unit_seen *s, const struct ad_io *io)
     }
 }
 
+/* A unit that goes offline: its points that still show a read (ok, a
+ * decode error) or were never read take the quality of the cause (timeout,
+ * or disconnected when the link is down), so readers and change detection
+ * see the unit's failure on every point, also on the points of poll groups
+ * whose cycles skip the unit while it rests in backoff.  Points in holes
+ * keep their exception; the last good value and its time are kept, and so
+ * is the time of the last attempt (no attempt was made). */
+static void unit_points_offline(struct gw_engine *eng, size_t l, size_t u,
+                                int cause)
+{
+    const struct cfg_unit *cu = &eng->cfg->links[l].units[u];
+    enum gw_quality q = quality_of(cause);
+    for (size_t p = 0; p < cu->n_points; p++) {
+        const struct gw_point_state *ps = gw_store_point(eng->store, l, u, p);
+        if (ps->quality != GW_Q_OK && ps->quality != GW_Q_DECODE &&
+            ps->quality != GW_Q_NONE)
+            continue;
+        gw_store_set_error(eng->store, l, u, p, q, cause, 0, ps->attempt_ms);
+    }
+}
+
 /* Per-unit outcome of a cycle (or of a read that was the unit's probe):
  * backoff and status, with the cause in the unit's last_err.  Whatever
  * the outcome, a probe of the unit is over.  A job that did not reach the
@@ -355,6 +376,8 @@ static void unit_outcome(struct gw_engine *eng, struct eng_link *el, size_t u,
         if (s->link_down && !connected) {
             us->last_err = GW_EDISCONNECTED;
             us->last_exception = 0;
+            if (us->status != GW_UNIT_OFFLINE)
+                unit_points_offline(eng, l, u, GW_EDISCONNECTED);
             gw_store_set_unit_status(eng->store, l, u, GW_UNIT_OFFLINE, now);
         }
         return;
@@ -384,12 +407,14 @@ static void unit_outcome(struct gw_engine *eng, struct eng_link *el, size_t u,
     else
         eu->backoff_ms = eng->opts.backoff_max_ms;
     eu->skip_until = uv_now(eng->loop) + eu->backoff_ms;
-    if (us->status != GW_UNIT_OFFLINE)
+    if (us->status != GW_UNIT_OFFLINE) {
         GW_LOG(eng->log, GW_LOG_WARN, AREA,
                "unit %s: offline after %u failed cycles (%s); probing every "
                "%u ms or more",
                cunit(el, u)->name, eu->failed_cycles, gw_strerror(s->cause),
                eu->backoff_ms);
+        unit_points_offline(eng, l, u, s->cause);
+    }
     gw_store_set_unit_status(eng->store, l, u, GW_UNIT_OFFLINE, now);
 }
 
@@ -574,8 +599,14 @@ static void on_cycle_done(struct ad_job *job)
             gw_store_set_error(eng->store, l, u, g->plan.skipped[i].point,
                                GW_Q_EXCEPTION, GW_EMBEXC, 2, now);
     }
-    free(seen);
     g->cycles++;
+    /* The cycle is over for every unit it had requests for (units resting
+     * in backoff had none: nothing of theirs changed).  Split reads of
+     * this cycle end later, each with a cycle end of its own. */
+    for (size_t u = 0; u < n_units && !eng->closing; u++)
+        if (seen[u].seen)
+            gw_store_cycle_done(eng->store, l, u);
+    free(seen);
 }
 
 /* ---- on-demand reads, splits and writes -------------------------------- */
@@ -967,6 +998,11 @@ static void req_finish(struct eng_req *r)
 {
     struct gw_engine *eng = r->eng;
     struct eng_req *parent = r->parent;
+    /* An on-demand read, a write with its re-read, a split read or a hole
+     * re-probe is over, with its split reads: its changes are one cycle of
+     * the unit. */
+    if (!parent && !eng->closing)
+        gw_store_cycle_done(eng->store, r->el->index, r->unit);
     if (r->cb)
         r->cb(r->data, eng->closing ? GW_ECANCELED : r->rc, r->exception);
     if (parent) {

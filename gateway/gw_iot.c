@@ -237,7 +237,7 @@ static void on_store(void *data, enum gw_store_event ev, size_t link,
                      size_t unit, size_t point)
 {
     struct gw_iot *iot = data;
-    if (!iot)
+    if (!iot || ev == GW_STORE_CYCLE)
         return;
     if (ev == GW_STORE_POINT) {
         if (iot->hist)

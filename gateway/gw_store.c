@@ -172,6 +172,11 @@ void gw_store_set_link_connected(struct gw_store *s, size_t link,
     notify(s, GW_STORE_LINK, link, SIZE_MAX, SIZE_MAX);
 }
 
+void gw_store_cycle_done(struct gw_store *s, size_t link, size_t unit)
+{
+    notify(s, GW_STORE_CYCLE, link, unit, SIZE_MAX);
+}
+
 enum gw_quality gw_store_quality(const struct gw_point_state *p, int64_t now_ms,
                                  int64_t max_age_ms)
 {

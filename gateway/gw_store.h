@@ -4,8 +4,9 @@
  * The store is the single source for everything northbound (CLI, XMPP).
  * It lives on the loop thread: only the engine writes it (from completed
  * bus jobs), readers take pointers that stay valid until the next loop
- * pass.  Listeners are told of point changes (value or quality) and of unit
- * and link state changes. */
+ * pass.  Listeners are told of point changes (value or quality), of unit
+ * and link state changes, and of the end of a unit's poll cycle
+ * (GW_STORE_CYCLE: the point changes before it belong to that cycle). */
 #ifndef GW_STORE_H
 #define GW_STORE_H
 
@@ -73,6 +74,14 @@ enum gw_store_event {
     GW_STORE_POINT, /* a point's value or quality changed */
     GW_STORE_UNIT,  /* a unit's status changed */
     GW_STORE_LINK,  /* a link connected or disconnected */
+    /* A unit's part of a poll cycle of one poll group ended: every request
+     * of that cycle for the unit has completed (whatever the outcome) and
+     * its results are in the store.  Also sent after an on-demand read or
+     * a write (with its re-read) of the unit completed.  Not sent for a
+     * unit skipped because it rests in backoff (nothing of it changed).
+     * point is SIZE_MAX.  Listeners that only follow state changes ignore
+     * it. */
+    GW_STORE_CYCLE,
 };
 
 /* link/unit/point are indices; unit and point are SIZE_MAX where they do
@@ -127,6 +136,11 @@ void gw_store_set_unit_status(struct gw_store *s, size_t link, size_t unit,
                               enum gw_unit_status st, int64_t now_ms);
 void gw_store_set_link_connected(struct gw_store *s, size_t link,
                                  bool connected);
+
+/* Tells listeners (GW_STORE_CYCLE) that the unit's part of a poll cycle
+ * (or an on-demand read of the unit) has ended: the changes notified since
+ * belong to one cycle.  Called by the engine only. */
+void gw_store_cycle_done(struct gw_store *s, size_t link, size_t unit);
 
 /* The quality a reader should see now: GW_Q_STALE for an OK value older
  * than max_age_ms (0 = never stale). */
