@@ -85,15 +85,20 @@ struct cfg_enum_label {
     char *label;
 };
 
-/* When a point's change is published as an event (the `events:` rule of
- * the point, else its template's, else its unit's, else the map's
- * `events.defaults`).  A quality change is always an event. */
+/* When a point's change is published as an event.  Resolved key by key:
+ * the point's own `events:` (for a template's point, written in the
+ * template's point list), else its unit's `events:`, else the unit's
+ * template's `events:` (a unit setting: the unit overrides its template,
+ * like timeout or byte_order), else the map's `events.defaults`, else the
+ * built-in default.  Always resolved, with or without an `events:`
+ * section.  A quality change is always an event. */
 struct cfg_event_rule {
     bool enabled;             /* the point emits events (default true) */
     double deadband;          /* numbers: a change smaller than this is not
-                                 an event; 0 = any change (default) */
-    bool deadband_percent;    /* deadband is a percentage of the last
-                                 published value's magnitude */
+                                 an event; 0 = any change (default).  Always
+                                 0 on bool, bit and string points */
+    bool deadband_percent;    /* deadband is in percent (2 = 2 %) of the
+                                 last published value's magnitude */
     uint32_t min_interval_ms; /* at most one event per point per interval
                                  (the newest value wins); 0 = no limit */
     uint32_t max_interval_ms; /* heartbeat: publish the current value after
@@ -246,7 +251,9 @@ struct cfg_access {
     struct cfg_mark mark;
 };
 
-/* PubSub node access models (XEP-0060 §4.5). */
+/* PubSub node access models (XEP-0060 §4.5).  cfg_access_model_name,
+ * cfg_notification_type_name and cfg_send_last_name give the XEP-0060
+ * node configuration values ("whitelist", "headline", "on_sub", ...). */
 enum cfg_access_model {
     CFG_AM_OPEN,
     CFG_AM_PRESENCE,
@@ -266,38 +273,33 @@ enum cfg_send_last {
     CFG_SEND_LAST_ON_SUB_AND_PRESENCE,
 };
 
+#define CFG_EVENTS_PREFIX_MAX 192 /* bytes of events.node_prefix */
+
 /* The `events:` section: value changes published over PubSub (XEP-0060).
- * One node per unit, named node_prefix + unit name. */
+ * One node per unit, named node_prefix + unit name.  Every field holds its
+ * default even without the section (present false). */
 struct cfg_events {
     bool present;      /* the section exists (and xmpp: too): publish */
-    char *service;     /* PubSub service JID, or NULL for PEP (the
-                          gateway's own bare JID) */
-    char *node_prefix; /* prefix of every node name (never NULL after
-                          loading) */
+    char *service;     /* PubSub service JID (a domain or user@domain), or
+                          NULL for PEP (the gateway's own bare JID): the
+                          map leaves `service` out */
+    char *node_prefix; /* prefix of every node name, never NULL after
+                          loading; default "fieldgate/" + the local part
+                          of xmpp.jid + "/"; at most CFG_EVENTS_PREFIX_MAX
+                          bytes, no control characters */
     /* Node configuration, applied at creation and enforced at login. */
-    enum cfg_access_model access_model;
-    uint32_t max_items;
-    bool persist_items;
-    enum cfg_notification_type notification_type;
-    enum cfg_send_last send_last;
-    uint32_t window;                /* publish iqs in flight at most */
-    uint32_t publish_timeout_ms;    /* a publish not answered by then failed */
+    enum cfg_access_model access_model;           /* whitelist with a service,
+                                                     presence with PEP */
+    uint32_t max_items;                           /* 1..256, default 1 */
+    bool persist_items;                           /* default false */
+    enum cfg_notification_type notification_type; /* default headline */
+    enum cfg_send_last send_last;   /* default on_sub_and_presence */
+    uint32_t window;                /* publish iqs in flight at most, 1..256,
+                                       default 16 */
+    uint32_t publish_timeout_ms;    /* a publish not answered by then failed;
+                                       1s..10m, default 10s */
     struct cfg_event_rule defaults; /* the map-wide rule */
-    struct cfg_mark mark;
-};
-
-struct cfg {
-    char *path;
-    struct cfg_poll_group *poll_groups; /* never empty: "default" exists */
-    size_t n_poll_groups;
-    struct cfg_template *templates;
-    size_t n_templates;
-    struct cfg_link *links;
-    size_t n_links;
-    struct cfg_xmpp xmpp;     /* xmpp.present false without the section */
-    struct cfg_access access; /* empty without the section */
-    struct cfg_store store;   /* defaults without the section */
-    struct cfg_events events; /* events.present false without it */
+    struct cfg_mark mark;           /* of the section ({0, 0} without) */
 };
 
 /* One problem found in a file. */
@@ -314,10 +316,31 @@ struct cfg_errors {
     size_t cap;
 };
 
+struct cfg {
+    char *path;
+    struct cfg_poll_group *poll_groups; /* never empty: "default" exists */
+    size_t n_poll_groups;
+    struct cfg_template *templates;
+    size_t n_templates;
+    struct cfg_link *links;
+    size_t n_links;
+    struct cfg_xmpp xmpp;     /* xmpp.present false without the section */
+    struct cfg_access access; /* empty without the section */
+    struct cfg_store store;   /* defaults without the section */
+    struct cfg_events events; /* events.present false without it */
+    /* Valid but probably not what was meant (e.g. domains in access: with
+     * whitelisted event nodes): the map loads; `fieldgate check` prints
+     * them (cfg_warnings_print).  file is the map's path. */
+    struct cfg_errors warnings;
+};
+
 void cfg_errors_init(struct cfg_errors *errs);
 void cfg_errors_close(struct cfg_errors *errs);
 /* Prints every error as "FILE:LINE:COL: path: message\n". */
 void cfg_errors_print(const struct cfg_errors *errs, FILE *out);
+/* Prints every warning of a loaded map as
+ * "FILE:LINE:COL: path: warning: message\n". */
+void cfg_warnings_print(const struct cfg *cfg, FILE *out);
 
 /* Loads and validates a device map.  On success returns 0 and *out owns a
  * new model (free with cfg_free).  On failure returns GW_ECONFIG (or
@@ -335,6 +358,9 @@ const char *cfg_table_name(enum cfg_table t); /* "holding" ... */
 const char *cfg_type_name(enum cfg_type t);   /* "float32" ... */
 const char *cfg_link_type_name(enum cfg_link_type t);
 const char *cfg_parity_name(enum cfg_parity p);
+const char *cfg_access_model_name(enum cfg_access_model m); /* "whitelist" */
+const char *cfg_notification_type_name(enum cfg_notification_type t);
+const char *cfg_send_last_name(enum cfg_send_last s); /* "on_sub" ... */
 
 /* Bytes of a fixed-size numeric value (2, 4 or 8: what a byte order
  * string describes); 0 for bool, bit and string. */

@@ -93,6 +93,7 @@ enum cfg__kind {
     CFG__OBJECT,   /* void *: one sub object (allocated) */
     CFG__INTMAP,   /* struct cfg__intmap: integer -> text */
     CFG__STRLIST,  /* struct cfg__strlist: a list of text values */
+    CFG__AMOUNT,   /* struct cfg__amount: a number, or a percentage "2%" */
 };
 
 struct cfg__schema;
@@ -133,7 +134,15 @@ struct cfg__list {
 
 struct cfg__strlist {
     char **items;
+    struct cfg_mark *marks; /* of each item */
     size_t n;
+};
+
+/* A number (plain, like CFG__DOUBLE) or a percentage: "2%", "0.5%",
+ * quoted or not; value holds the number before the '%'. */
+struct cfg__amount {
+    double value;
+    bool percent;
 };
 
 struct cfg__intmap {
@@ -179,8 +188,19 @@ bool cfg__valid_name(const char *s);
 
 /* Duration text -> milliseconds.  Returns 0, or -1 with a reason in why. */
 int cfg__parse_duration(const char *s, uint32_t *ms, const char **why);
+/* Milliseconds -> "1500ms", "2s", "5m", "1h": the shortest exact form. */
+void cfg__format_ms(uint64_t ms, char *buf, size_t size);
 
 /* ---- raw structs (what the YAML says, before resolution) --------------- */
+
+/* An `events:` rule (of a point, a template, a unit, or events.defaults).
+ * No schema defaults: a key not written is inherited (cfg__has). */
+struct cfg__raw_event_rule {
+    struct cfg__obj hdr;
+    bool enabled;
+    struct cfg__amount deadband;
+    uint32_t min_interval_ms, max_interval_ms;
+};
 
 struct cfg__raw_point {
     struct cfg__obj hdr;
@@ -203,6 +223,7 @@ struct cfg__raw_point {
     bool verify;
     char *poll;
     struct cfg__intmap labels;
+    struct cfg__raw_event_rule *events; /* NULL when not written */
 };
 
 /* Unit settings a template may carry, shared layout with the unit. */
@@ -216,6 +237,7 @@ struct cfg__raw_template {
     uint32_t timeout_ms;
     int64_t retries;
     struct cfg__list points;
+    struct cfg__raw_event_rule *events;
 };
 
 struct cfg__raw_unit {
@@ -231,6 +253,7 @@ struct cfg__raw_unit {
     bool single_register;
     int byte_order;
     struct cfg__list points;
+    struct cfg__raw_event_rule *events;
 };
 
 struct cfg__raw_link {
@@ -289,6 +312,27 @@ struct cfg__raw_access {
     struct cfg__strlist controllers;
 };
 
+/* events.node: the PubSub node configuration.  No schema defaults for
+ * access_model (it depends on the service); the others have theirs. */
+struct cfg__raw_events_node {
+    struct cfg__obj hdr;
+    int access_model;
+    uint64_t max_items;
+    bool persist_items;
+    int notification_type;
+    int send_last;
+};
+
+struct cfg__raw_events {
+    struct cfg__obj hdr;
+    char *service;
+    char *node_prefix;
+    struct cfg__raw_events_node *node; /* NULL without `node:` */
+    uint64_t window;
+    uint32_t publish_timeout_ms;
+    struct cfg__raw_event_rule *defaults; /* NULL without `defaults:` */
+};
+
 struct cfg__raw_root {
     struct cfg__obj hdr;
     struct cfg__list poll_groups;
@@ -297,12 +341,16 @@ struct cfg__raw_root {
     struct cfg__raw_xmpp *xmpp;     /* NULL without the section */
     struct cfg__raw_access *access; /* NULL without the section */
     struct cfg__raw_store *store;   /* NULL without the section */
+    struct cfg__raw_events *events; /* NULL without the section */
 };
 
 extern const struct cfg__schema cfg__schema_root;
 extern const struct cfg__schema cfg__schema_xmpp;
 extern const struct cfg__schema cfg__schema_access;
 extern const struct cfg__schema cfg__schema_store;
+extern const struct cfg__schema cfg__schema_events;
+extern const struct cfg__schema cfg__schema_events_node;
+extern const struct cfg__schema cfg__schema_event_rule;
 extern const struct cfg__schema cfg__schema_poll_group;
 extern const struct cfg__schema cfg__schema_template;
 extern const struct cfg__schema cfg__schema_link;
@@ -310,12 +358,15 @@ extern const struct cfg__schema cfg__schema_unit;
 extern const struct cfg__schema cfg__schema_point;
 
 /* Name tables; the index is the enum value in cfg.h unless noted. */
-extern const char *const cfg__table_names[];      /* enum cfg_table */
-extern const char *const cfg__type_names[];       /* enum cfg_type */
-extern const char *const cfg__packing_names[];    /* enum cfg_packing */
-extern const char *const cfg__link_type_names[];  /* enum cfg_link_type */
-extern const char *const cfg__parity_names[];     /* enum cfg_parity */
-extern const char *const cfg__byte_order_names[]; /* ABCD CDAB BADC DCBA */
-extern const char *const cfg__write_fc_names[];   /* auto 5 6 15 16 */
+extern const char *const cfg__table_names[];        /* enum cfg_table */
+extern const char *const cfg__type_names[];         /* enum cfg_type */
+extern const char *const cfg__packing_names[];      /* enum cfg_packing */
+extern const char *const cfg__link_type_names[];    /* enum cfg_link_type */
+extern const char *const cfg__parity_names[];       /* enum cfg_parity */
+extern const char *const cfg__byte_order_names[];   /* ABCD CDAB BADC DCBA */
+extern const char *const cfg__write_fc_names[];     /* auto 5 6 15 16 */
+extern const char *const cfg__access_model_names[]; /* cfg_access_model */
+extern const char *const cfg__notification_type_names[];
+extern const char *const cfg__send_last_names[]; /* enum cfg_send_last */
 
 #endif

@@ -52,6 +52,24 @@ void cfg_errors_print(const struct cfg_errors *errs, FILE *out)
     }
 }
 
+void cfg_warnings_print(const struct cfg *cfg, FILE *out)
+{
+    if (!cfg)
+        return;
+    const struct cfg_errors *w = &cfg->warnings;
+    const char *file = w->file ? w->file : cfg->path ? cfg->path : "(config)";
+    for (size_t i = 0; i < w->n; i++) {
+        const struct cfg_error *e = &w->items[i];
+        if (e->mark.line)
+            fprintf(out, "%s:%u:%u: ", file, e->mark.line, e->mark.col);
+        else
+            fprintf(out, "%s: ", file);
+        if (e->path && e->path[0])
+            fprintf(out, "%s: ", e->path);
+        fprintf(out, "warning: %s\n", e->message);
+    }
+}
+
 static int push_error(struct cfg_errors *errs, struct cfg_mark mark,
                       const char *path, char *message)
 {
@@ -168,6 +186,24 @@ const char *cfg_parity_name(enum cfg_parity p)
     return (unsigned)p <= CFG_PARITY_ODD ? cfg__parity_names[p] : "?";
 }
 
+const char *cfg_access_model_name(enum cfg_access_model m)
+{
+    return (unsigned)m <= CFG_AM_WHITELIST ? cfg__access_model_names[m] : "?";
+}
+
+const char *cfg_notification_type_name(enum cfg_notification_type t)
+{
+    return (unsigned)t <= CFG_NOTIFY_NORMAL ? cfg__notification_type_names[t]
+                                            : "?";
+}
+
+const char *cfg_send_last_name(enum cfg_send_last s)
+{
+    return (unsigned)s <= CFG_SEND_LAST_ON_SUB_AND_PRESENCE
+               ? cfg__send_last_names[s]
+               : "?";
+}
+
 uint16_t cfg_type_count(enum cfg_type t, uint16_t string_len)
 {
     switch (t) {
@@ -275,6 +311,9 @@ void cfg_free(struct cfg *cfg)
     for (size_t i = 0; i < cfg->access.n_controllers; i++)
         free(cfg->access.controllers[i]);
     free(cfg->access.controllers);
+    free(cfg->events.service);
+    free(cfg->events.node_prefix);
+    cfg_errors_close(&cfg->warnings);
     free(cfg->path);
     free(cfg);
 }
@@ -366,8 +405,10 @@ struct res {
 /* Per-unit context of point resolution. */
 struct pctx {
     int address_base;
-    const char *byte_order; /* the unit's: ABCD CDAB BADC DCBA */
-    size_t poll_group;      /* the unit's default */
+    const char *byte_order;       /* the unit's: ABCD CDAB BADC DCBA */
+    size_t poll_group;            /* the unit's default */
+    struct cfg_event_rule events; /* the unit's rule (defaults, template,
+                                     unit), before the point's own */
 };
 
 static char *dup_or_null(struct res *r, const char *s)
@@ -412,6 +453,80 @@ static void report_duplicates(struct res *r, struct name_index *ix,
 }
 
 #define PS (&cfg__schema_point)
+#define ES (&cfg__schema_event_rule)
+
+/* ---- events rules -------------------------------------------------------- */
+
+/* The built-in rule: every change of every point is an event. */
+static const struct cfg_event_rule rule_builtin = {
+    .enabled = true,
+    .deadband = 0,
+    .deadband_percent = false,
+    .min_interval_ms = 0,
+    .max_interval_ms = 0,
+};
+
+#define HEARTBEAT_MIN_MS 1000u /* a max_interval is 0 or at least this */
+
+/* The key is written in the rule with a valid value. */
+static bool rule_key(const struct cfg__raw_event_rule *rr, const char *key)
+{
+    return rr && !rr->hdr.broken && cfg__has(ES, rr, key) &&
+           !cfg__is_bad(ES, rr, key);
+}
+
+/* Checks a rule's own values and applies the keys it writes over the
+ * inherited rule (key by key).  A rule used by many units is checked as
+ * often; its errors are identical and reported once. */
+static void rule_apply(struct res *r, struct cfg_event_rule *rule,
+                       const struct cfg__raw_event_rule *rr)
+{
+    if (!rr || rr->hdr.broken)
+        return;
+    if (rule_key(rr, "enabled"))
+        rule->enabled = rr->enabled;
+    if (rule_key(rr, "deadband")) {
+        if (rr->deadband.value < 0) {
+            cfg__field_error(&r->ctx, ES, rr, "deadband",
+                             "deadband %g%s is negative (0 makes every "
+                             "change an event)",
+                             rr->deadband.value,
+                             rr->deadband.percent ? "%" : "");
+        } else {
+            rule->deadband = rr->deadband.value;
+            rule->deadband_percent = rr->deadband.percent;
+        }
+    }
+    if (rule_key(rr, "min_interval"))
+        rule->min_interval_ms = rr->min_interval_ms;
+    if (rule_key(rr, "max_interval")) {
+        if (rr->max_interval_ms && rr->max_interval_ms < HEARTBEAT_MIN_MS)
+            cfg__field_error(&r->ctx, ES, rr, "max_interval",
+                             "a heartbeat (max_interval) is 0 (none) or at "
+                             "least 1s");
+        else
+            rule->max_interval_ms = rr->max_interval_ms;
+    }
+    /* min_interval <= max_interval, where this rule sets one of them */
+    bool wmin = rule_key(rr, "min_interval"),
+         wmax = rule_key(rr, "max_interval");
+    if ((wmin || wmax) && rule->min_interval_ms && rule->max_interval_ms &&
+        rule->min_interval_ms > rule->max_interval_ms) {
+        char lo[32], hi[32];
+        cfg__format_ms(rule->min_interval_ms, lo, sizeof(lo));
+        cfg__format_ms(rule->max_interval_ms, hi, sizeof(hi));
+        if (wmin)
+            cfg__field_error(&r->ctx, ES, rr, "min_interval",
+                             "min_interval %s is longer than max_interval %s "
+                             "(the heartbeat)",
+                             lo, hi);
+        else
+            cfg__field_error(&r->ctx, ES, rr, "max_interval",
+                             "max_interval %s (the heartbeat) is shorter than "
+                             "min_interval %s",
+                             hi, lo);
+    }
+}
 
 /* Modicon notation -> table and 0-based address. */
 static bool modicon(int64_t a, enum cfg_table *t, uint16_t *addr)
@@ -700,6 +815,23 @@ static bool resolve_point(struct res *r, const struct cfg__raw_point *rp,
         !find_poll_group(r, rp->poll, &out->poll_group))
         cfg__field_error(c, PS, rp, "poll", "unknown poll group '%.64s'",
                          rp->poll);
+
+    /* events: the unit's rule, then the point's own; deadbands are only
+     * for numbers (an inherited one does not apply to other points) */
+    out->events = pc->events;
+    rule_apply(r, &out->events, rp->events);
+    if (cfg_type_bytes(t) == 0) {
+        bool type_known = cfg__has(PS, rp, "type")
+                              ? !cfg__is_bad(PS, rp, "type")
+                              : table_known;
+        if (type_known && rule_key(rp->events, "deadband"))
+            cfg__field_error(c, ES, rp->events, "deadband",
+                             "a deadband is only for numeric points; this "
+                             "point is %s",
+                             cfg_type_name(t));
+        out->events.deadband = 0;
+        out->events.deadband_percent = false;
+    }
 
     /* enum labels */
     if (rp->labels.n) {
@@ -1057,7 +1189,9 @@ static void resolve_templates(struct res *r)
                     ? cfg__byte_order_names[t->byte_order]
                     : "ABCD",
             .poll_group = 0,
+            .events = r->cfg->events.defaults,
         };
+        rule_apply(r, &pc.events, t->events);
         char owner[CFG_MAX_NAME + 16];
         snprintf(owner, sizeof(owner), "template '%s'",
                  t->name ? t->name : "?");
@@ -1127,7 +1261,12 @@ static void resolve_unit(struct res *r, const struct cfg__raw_link *rl,
         .address_base = (int)cl->address_base,
         .byte_order = cu->byte_order,
         .poll_group = cu->poll_group,
+        .events = r->cfg->events.defaults,
     };
+    /* events: a unit setting, key by key: unit > template > defaults */
+    if (t)
+        rule_apply(r, &pc.events, t->events);
+    rule_apply(r, &pc.events, u->events);
     char owner[CFG_MAX_NAME + 16];
     snprintf(owner, sizeof(owner), "unit '%s'", u->name ? u->name : "?");
     const struct cfg__list *lists[] = {t ? &t->points : NULL, &u->points};
@@ -1419,11 +1558,188 @@ static void resolve_access(struct res *r)
                          "effect");
 }
 
+/* ---- events: ------------------------------------------------------------ */
+
+static void warn(struct res *r, struct cfg_mark mark, const char *path,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A warning (the map still loads): into cfg->warnings. */
+static void warn(struct res *r, struct cfg_mark mark, const char *path,
+                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (cfg__verror(&r->cfg->warnings, mark, path, fmt, ap) != GW_OK)
+        r->ctx.oom = true;
+    va_end(ap);
+}
+
+/* A PubSub service address: a domain (pubsub.example.org) or a bare JID
+ * (user@domain); no resource, no empty labels, parts of at most 1023
+ * bytes (RFC 7622). */
+static bool service_jid_ok(const char *s)
+{
+    if (!bare_jid_ok(s, true))
+        return false;
+    const char *at = strchr(s, '@');
+    const char *domain = at ? at + 1 : s;
+    size_t dlen = strlen(domain);
+    if ((at && (size_t)(at - s) > 1023) || dlen == 0 || dlen > 1023)
+        return false;
+    if (domain[0] == '.' || domain[dlen - 1] == '.' || strstr(domain, ".."))
+        return false;
+    for (const char *p = s; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Domain entries of access: cannot be on a node's whitelist (XEP-0060
+ * affiliations are per bare JID). */
+static void warn_domains(struct res *r, const struct cfg__strlist *list,
+                         const char *key)
+{
+    for (size_t i = 0; i < list->n; i++) {
+        const char *e = list->items[i];
+        if (!e || strchr(e, '@') || !bare_jid_ok(e, true))
+            continue;
+        char path[64];
+        snprintf(path, sizeof(path), "access.%s[%zu]", key, i);
+        warn(r, list->marks ? list->marks[i] : r->raw->access->hdr.mark, path,
+             "domains cannot be whitelisted: %s from %.80s will not be able "
+             "to subscribe to the event nodes (access_model whitelist); list "
+             "bare JIDs",
+             key, e);
+    }
+}
+
+/* Runs before the templates and links, whose points inherit
+ * events.defaults; reads the raw xmpp: and access: sections. */
+static void resolve_events(struct res *r)
+{
+    struct cfg_events *ev = &r->cfg->events;
+    const struct cfg__raw_events *re = r->raw->events;
+    const struct cfg__raw_xmpp *rx = r->raw->xmpp;
+    const struct cfg__schema *s = &cfg__schema_events;
+    const struct cfg__schema *ns = &cfg__schema_events_node;
+    struct cfg__ctx *c = &r->ctx;
+
+    /* Defaults, with or without the section. */
+    ev->defaults = rule_builtin;
+    ev->access_model = CFG_AM_PRESENCE;
+    ev->max_items = 1;
+    ev->persist_items = false;
+    ev->notification_type = CFG_NOTIFY_HEADLINE;
+    ev->send_last = CFG_SEND_LAST_ON_SUB_AND_PRESENCE;
+    ev->window = 16;
+    ev->publish_timeout_ms = 10000;
+
+    /* Default prefix: "fieldgate/" + the local part of xmpp.jid + "/". */
+    char prefix[CFG_EVENTS_PREFIX_MAX + 16];
+    snprintf(prefix, sizeof(prefix), "fieldgate/");
+    if (rx && rx->jid && bare_jid_ok(rx->jid, false)) {
+        const char *at = strchr(rx->jid, '@');
+        int local = (int)(at - rx->jid);
+        if (local > 0 && local <= 64)
+            snprintf(prefix, sizeof(prefix), "fieldgate/%.*s/", local, rx->jid);
+    }
+
+    if (!re || re->hdr.broken) {
+        ev->node_prefix = dup_or_null(r, prefix);
+        return;
+    }
+    ev->present = true;
+    ev->mark = re->hdr.mark;
+    if (!rx)
+        cfg__field_error(c, &cfg__schema_root, r->raw, "events",
+                         "an events section needs an xmpp section (events "
+                         "are published by the gateway's XMPP account)");
+
+    if (cfg__has(s, re, "service") && !cfg__is_bad(s, re, "service")) {
+        if (strcasecmp(re->service, "pep") == 0)
+            cfg__field_error(c, s, re, "service",
+                             "'%.40s' is not a service JID: leave 'service' "
+                             "out to publish to the gateway's own PEP "
+                             "service",
+                             re->service);
+        else if (!service_jid_ok(re->service))
+            cfg__field_error(c, s, re, "service",
+                             "'%.80s' is not a PubSub service JID (a domain "
+                             "like pubsub.example.org, or user@domain; no "
+                             "resource)",
+                             re->service);
+        else if (rx && rx->jid && strcasecmp(rx->jid, re->service) == 0)
+            cfg__field_error(c, s, re, "service",
+                             "'%.80s' is the gateway's own JID: leave "
+                             "'service' out to publish to its PEP service",
+                             re->service);
+        else
+            ev->service = dup_or_null(r, re->service);
+    }
+
+    if (cfg__has(s, re, "node_prefix") && !cfg__is_bad(s, re, "node_prefix")) {
+        const char *np = re->node_prefix;
+        size_t len = strlen(np);
+        bool ctl = false;
+        for (size_t i = 0; i < len; i++)
+            ctl |= (unsigned char)np[i] < 0x20 || np[i] == 0x7f;
+        if (len > CFG_EVENTS_PREFIX_MAX)
+            cfg__field_error(c, s, re, "node_prefix",
+                             "node_prefix is %zu bytes long; at most %d", len,
+                             CFG_EVENTS_PREFIX_MAX);
+        else if (ctl)
+            cfg__field_error(c, s, re, "node_prefix",
+                             "node_prefix contains a control character");
+        else
+            snprintf(prefix, sizeof(prefix), "%s", np);
+    }
+    ev->node_prefix = dup_or_null(r, prefix);
+
+    const struct cfg__raw_events_node *rn = re->node;
+    bool node_ok = rn && !rn->hdr.broken;
+    bool explicit_am = node_ok && cfg__has(ns, rn, "access_model") &&
+                       !cfg__is_bad(ns, rn, "access_model");
+    if (explicit_am)
+        ev->access_model = (enum cfg_access_model)rn->access_model;
+    else
+        ev->access_model = re->service ? CFG_AM_WHITELIST : CFG_AM_PRESENCE;
+    if (node_ok) {
+        ev->max_items = (uint32_t)rn->max_items;
+        ev->persist_items = rn->persist_items;
+        ev->notification_type =
+            (enum cfg_notification_type)rn->notification_type;
+        ev->send_last = (enum cfg_send_last)rn->send_last;
+    }
+    ev->window = (uint32_t)re->window;
+    ev->publish_timeout_ms = re->publish_timeout_ms;
+    rule_apply(r, &ev->defaults, re->defaults);
+
+    /* Warnings: access: entries the node access model cannot honour. */
+    const struct cfg__raw_access *ra = r->raw->access;
+    if (ra && !ra->hdr.broken) {
+        if (ev->access_model == CFG_AM_WHITELIST) {
+            warn_domains(r, &ra->readers, "readers");
+            warn_domains(r, &ra->controllers, "controllers");
+        } else if (ev->access_model == CFG_AM_OPEN &&
+                   ra->readers.n + ra->controllers.n > 0) {
+            warn(r,
+                 explicit_am ? cfg__mark(ns, rn, "access_model") : re->hdr.mark,
+                 explicit_am ? "events.node.access_model" : "events",
+                 "access_model open: anyone who can reach the service may "
+                 "subscribe to the events; access: only restricts readouts "
+                 "and control");
+        }
+    }
+}
+
 /* The sections' resolve hooks, run in this order after decoding (poll
- * groups and templates before the links that reference them). */
+ * groups, events (defaults of every point's rule) and templates before the
+ * links that use them; events before xmpp and access, whose raw sections
+ * it reads). */
 static void (*const resolve_hooks[])(struct res *r) = {
-    resolve_poll_groups, resolve_templates, resolve_links,
-    resolve_xmpp,        resolve_access,    resolve_store,
+    resolve_poll_groups, resolve_events, resolve_templates, resolve_links,
+    resolve_xmpp,        resolve_access, resolve_store,
 };
 
 /* ---- entry points ---------------------------------------------------------
@@ -1485,7 +1801,8 @@ int cfg_load_buffer(const char *name, const char *data, size_t len,
     cfg__decode(&r.ctx, &cfg__schema_root, root, "", raw);
     cfg__node_free(root);
     r.cfg->path = strdup(name ? name : "(config)");
-    if (!r.cfg->path)
+    r.cfg->warnings.file = strdup(name ? name : "(config)");
+    if (!r.cfg->path || !r.cfg->warnings.file)
         r.ctx.oom = true;
     for (size_t i = 0;
          i < sizeof(resolve_hooks) / sizeof(resolve_hooks[0]) && !r.ctx.oom;
@@ -1503,6 +1820,7 @@ int cfg_load_buffer(const char *name, const char *data, size_t len,
         cfg_free(r.cfg);
         rc = GW_ECONFIG;
     } else {
+        cfg__errors_sort(&r.cfg->warnings);
         *out = r.cfg;
         rc = GW_OK;
     }

@@ -28,11 +28,32 @@ const char *const cfg__parity_names[] = {"none", "even", "odd", NULL};
 const char *const cfg__byte_order_names[] = {"ABCD", "CDAB", "BADC", "DCBA",
                                              NULL};
 const char *const cfg__write_fc_names[] = {"auto", "5", "6", "15", "16", NULL};
+const char *const cfg__access_model_names[] = {
+    "open", "presence", "roster", "authorize", "whitelist", NULL};
+const char *const cfg__notification_type_names[] = {"headline", "normal", NULL};
+const char *const cfg__send_last_names[] = {"never", "on_sub",
+                                            "on_sub_and_presence", NULL};
 
 /* ---- schema tables ----------------------------------------------------- */
 
 #define F(st, k, kind_, member)                                                \
     .key = k, .kind = kind_, .offset = offsetof(st, member)
+
+/* An `events:` rule: no defaults, a key not written is inherited. */
+#define E struct cfg__raw_event_rule
+static const struct cfg__field event_rule_fields[] = {
+    {F(E, "enabled", CFG__BOOL, enabled)},
+    {F(E, "deadband", CFG__AMOUNT, deadband)},
+    {F(E, "min_interval", CFG__DURATION, min_interval_ms), .min = 0,
+     .max = 86400000},
+    {F(E, "max_interval", CFG__DURATION, max_interval_ms), .min = 0,
+     .max = 86400000},
+};
+#undef E
+
+const struct cfg__schema cfg__schema_event_rule = {
+    "an events rule", sizeof(struct cfg__raw_event_rule), event_rule_fields,
+    sizeof(event_rule_fields) / sizeof(event_rule_fields[0])};
 
 #define P struct cfg__raw_point
 static const struct cfg__field point_fields[] = {
@@ -58,6 +79,7 @@ static const struct cfg__field point_fields[] = {
     {F(P, "verify", CFG__BOOL, verify), .def = "false"},
     {F(P, "poll", CFG__STRING, poll)},
     {F(P, "enum", CFG__INTMAP, labels)},
+    {F(P, "events", CFG__OBJECT, events), .sub = &cfg__schema_event_rule},
 };
 #undef P
 
@@ -78,8 +100,9 @@ const struct cfg__schema cfg__schema_point = {
         {F(S, "single_register", CFG__BOOL, single_register)},                 \
         {F(S, "timeout", CFG__DURATION, timeout_ms), .min = 10, .max = 60000}, \
         {F(S, "retries", CFG__INT, retries), .min = 0, .max = 10},             \
+        {F(S, "points", CFG__LIST, points), .sub = &cfg__schema_point},        \
     {                                                                          \
-        F(S, "points", CFG__LIST, points), .sub = &cfg__schema_point           \
+        F(S, "events", CFG__OBJECT, events), .sub = &cfg__schema_event_rule    \
     }
 
 #define T struct cfg__raw_template
@@ -213,6 +236,40 @@ const struct cfg__schema cfg__schema_store = {
     "the store section", sizeof(struct cfg__raw_store), store_fields,
     sizeof(store_fields) / sizeof(store_fields[0])};
 
+#define N struct cfg__raw_events_node
+static const struct cfg__field events_node_fields[] = {
+    {F(N, "access_model", CFG__ENUM, access_model),
+     .names = cfg__access_model_names},
+    {F(N, "max_items", CFG__UINT, max_items), .min = 1, .max = 256, .def = "1"},
+    {F(N, "persist_items", CFG__BOOL, persist_items), .def = "false"},
+    {F(N, "notification_type", CFG__ENUM, notification_type),
+     .names = cfg__notification_type_names, .def = "headline"},
+    {F(N, "send_last_published_item", CFG__ENUM, send_last),
+     .names = cfg__send_last_names, .def = "on_sub_and_presence"},
+};
+#undef N
+
+const struct cfg__schema cfg__schema_events_node = {
+    "the events node configuration", sizeof(struct cfg__raw_events_node),
+    events_node_fields,
+    sizeof(events_node_fields) / sizeof(events_node_fields[0])};
+
+#define V struct cfg__raw_events
+static const struct cfg__field events_fields[] = {
+    {F(V, "service", CFG__STRING, service)},
+    {F(V, "node_prefix", CFG__STRING, node_prefix)},
+    {F(V, "node", CFG__OBJECT, node), .sub = &cfg__schema_events_node},
+    {F(V, "window", CFG__UINT, window), .min = 1, .max = 256, .def = "16"},
+    {F(V, "publish_timeout", CFG__DURATION, publish_timeout_ms), .min = 1000,
+     .max = 600000, .def = "10s"},
+    {F(V, "defaults", CFG__OBJECT, defaults), .sub = &cfg__schema_event_rule},
+};
+#undef V
+
+const struct cfg__schema cfg__schema_events = {
+    "the events section", sizeof(struct cfg__raw_events), events_fields,
+    sizeof(events_fields) / sizeof(events_fields[0])};
+
 /* The top level: one entry a section. */
 #define R struct cfg__raw_root
 static const struct cfg__field root_fields[] = {
@@ -223,6 +280,7 @@ static const struct cfg__field root_fields[] = {
     {F(R, "xmpp", CFG__OBJECT, xmpp), .sub = &cfg__schema_xmpp},
     {F(R, "access", CFG__OBJECT, access), .sub = &cfg__schema_access},
     {F(R, "store", CFG__OBJECT, store), .sub = &cfg__schema_store},
+    {F(R, "events", CFG__OBJECT, events), .sub = &cfg__schema_events},
 };
 #undef R
 
@@ -317,8 +375,7 @@ int cfg__parse_duration(const char *s, uint32_t *ms, const char **why)
     return 0;
 }
 
-/* "1500ms", "2s", "5m", "1h" - the shortest exact form. */
-static void format_ms(uint64_t ms, char *buf, size_t size)
+void cfg__format_ms(uint64_t ms, char *buf, size_t size)
 {
     if (ms && ms % 3600000 == 0)
         snprintf(buf, size, "%" PRIu64 "h", ms / 3600000);
@@ -435,6 +492,8 @@ static const char *a_kind(enum cfg__kind k)
         return "a mapping";
     case CFG__STRLIST:
         return "a list of text values";
+    case CFG__AMOUNT:
+        return "a number or a percentage (e.g. 0.5 or 2%)";
     }
     return "?";
 }
@@ -674,7 +733,8 @@ static bool decode_value(struct cfg__ctx *ctx, const struct cfg__field *f,
             return false;
         }
         list->items = alloc_zero(ctx, n->n, sizeof(*list->items));
-        if (!list->items)
+        list->marks = alloc_zero(ctx, n->n, sizeof(*list->marks));
+        if (!list->items || !list->marks)
             return false;
         bool ok = true;
         for (size_t i = 0; i < n->n; i++) {
@@ -693,6 +753,7 @@ static bool decode_value(struct cfg__ctx *ctx, const struct cfg__field *f,
             char *d = dup_text(ctx, item->text);
             if (!d)
                 return false;
+            list->marks[list->n] = item->mark;
             list->items[list->n++] = d;
         }
         return ok;
@@ -805,6 +866,43 @@ static bool decode_value(struct cfg__ctx *ctx, const struct cfg__field *f,
         *(double *)target = v;
         return true;
     }
+    case CFG__AMOUNT: {
+        /* "0.5" (plain) or "2%" (plain or quoted) */
+        struct cfg__amount *a = target;
+        size_t len = strlen(s);
+        bool percent = len > 0 && s[len - 1] == '%';
+        char num[64];
+        const char *p;
+        if ((!percent && !n->plain) || len != n->len) {
+            wrong_type(ctx, f, n, path);
+            return false;
+        }
+        if (len >= sizeof(num)) {
+            wrong_type(ctx, f, n, path);
+            return false;
+        }
+        memcpy(num, s, len + 1);
+        if (percent)
+            num[len - 1] = '\0';
+        p = num + (num[0] == '-' || num[0] == '+');
+        if (!((p[0] >= '0' && p[0] <= '9') || p[0] == '.')) {
+            wrong_type(ctx, f, n, path);
+            return false;
+        }
+        char *end;
+        double v = strtod(num, &end);
+        if (*end || end == num) {
+            wrong_type(ctx, f, n, path);
+            return false;
+        }
+        if (!isfinite(v)) {
+            add_error(ctx, n->mark, path, "%.40s is not a finite number", s);
+            return false;
+        }
+        a->value = v;
+        a->percent = percent;
+        return true;
+    }
     case CFG__DURATION: {
         uint32_t ms;
         const char *why = NULL;
@@ -818,8 +916,8 @@ static bool decode_value(struct cfg__ctx *ctx, const struct cfg__field *f,
         }
         if (f->min < f->max && (ms < f->min || ms > f->max)) {
             char lo[32], hi[32];
-            format_ms((uint64_t)f->min, lo, sizeof(lo));
-            format_ms((uint64_t)f->max, hi, sizeof(hi));
+            cfg__format_ms((uint64_t)f->min, lo, sizeof(lo));
+            cfg__format_ms((uint64_t)f->max, hi, sizeof(hi));
             add_error(ctx, n->mark, path, "duration %.40s out of range %s..%s",
                       s, lo, hi);
             return false;
@@ -952,7 +1050,9 @@ void cfg__obj_free(const struct cfg__schema *schema, void *obj)
             for (size_t j = 0; j < l->n; j++)
                 free(l->items[j]);
             free(l->items);
+            free(l->marks);
             l->items = NULL;
+            l->marks = NULL;
             l->n = 0;
             break;
         }

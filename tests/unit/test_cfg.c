@@ -280,7 +280,7 @@ static void test_full_model(void **state)
     assert_int_equal(net->delay_ms, 5);
     assert_int_equal(net->address_base, 1);
     assert_int_equal(net->n_units, 2);
-    assert_int_equal(net->mark.line, 35);
+    assert_int_equal(net->mark.line, 36);
     assert_int_equal(net->mark.col, 5);
 
     const struct cfg_link *serial = find_link(cfg, "serial");
@@ -438,6 +438,55 @@ static void test_full_model(void **state)
     assert_string_equal(find_point(vfd, "speed")->order, "BA");
     assert_int_equal(find_point(vfd, "speed")->address, 0);
     assert_string_equal(find_point(vfd, "hours")->order, "BADCFEHG");
+
+    /* events: the section, then the rules, key by key: point > unit >
+     * template > events.defaults */
+    const struct cfg_events *ev = &cfg->events;
+    assert_true(ev->present);
+    assert_string_equal(ev->service, "pubsub.example.org");
+    assert_string_equal(ev->node_prefix, "site-1/");
+    assert_int_equal(ev->access_model, CFG_AM_AUTHORIZE);
+    assert_int_equal(ev->max_items, 5);
+    assert_true(ev->persist_items);
+    assert_int_equal(ev->notification_type, CFG_NOTIFY_NORMAL);
+    assert_int_equal(ev->send_last, CFG_SEND_LAST_ON_SUB);
+    assert_int_equal(ev->window, 64);
+    assert_int_equal(ev->publish_timeout_ms, 30000);
+    assert_true(ev->defaults.enabled);
+    assert_true(ev->defaults.deadband == 0);
+    assert_int_equal(ev->defaults.min_interval_ms, 100);
+    assert_int_equal(ev->defaults.max_interval_ms, 900000);
+    assert_int_equal(cfg->warnings.n, 0);
+    const struct cfg_event_rule *er = &find_point(m1, "volts")->events;
+    assert_true(er->enabled);
+    assert_true(er->deadband == 1 && er->deadband_percent);
+    assert_int_equal(er->min_interval_ms, 2000);
+    assert_int_equal(er->max_interval_ms, 900000);
+    er = &find_point(m1, "alarm")->events; /* bool: no deadband */
+    assert_true(er->deadband == 0 && !er->deadband_percent);
+    assert_int_equal(er->min_interval_ms, 2000);
+    er = &find_point(m2, "volts")->events;
+    assert_false(er->enabled);
+    assert_true(er->deadband == 1 && er->deadband_percent);
+    assert_int_equal(er->min_interval_ms, 2000);
+    assert_int_equal(er->max_interval_ms, 3600000);
+    er = &find_point(m2, "mode")->events;
+    assert_true(er->enabled);
+    assert_true(er->deadband == 0.5 && !er->deadband_percent);
+    assert_int_equal(er->min_interval_ms, 500);
+    assert_int_equal(er->max_interval_ms, 600000);
+    er = &find_point(m2, "mode_scaled")->events;
+    assert_false(er->enabled);
+    assert_true(er->deadband == 1 && er->deadband_percent);
+    assert_true(find_point(m2, "label")->events.deadband == 0);
+    assert_true(find_point(m2, "mode_bit")->events.deadband == 0);
+    er = &find_point(vfd, "speed")->events;
+    assert_true(er->enabled && er->deadband == 0);
+    assert_int_equal(er->min_interval_ms, 100);
+    assert_int_equal(er->max_interval_ms, 900000);
+    /* the template as written: defaults + template + its point */
+    assert_true(t->points[0].events.deadband_percent);
+    assert_int_equal(t->points[0].events.min_interval_ms, 2000);
 
     /* heat: template points against a 0-based link */
     const struct cfg_unit *heat = find_unit(cfg, "heat");
@@ -1363,6 +1412,492 @@ static void test_names(void **state)
     assert_false(cfg__valid_name(n64));
 }
 
+/* ---- events: ---------------------------------------------------------------
+ */
+
+static struct cfg *load_ok(const char *yaml, struct cfg_errors *errs)
+{
+    struct cfg *cfg = NULL;
+    cfg_errors_init(errs);
+    int rc = cfg_load_buffer("t.yaml", yaml, strlen(yaml), &cfg, errs);
+    if (rc != GW_OK) {
+        fprintf(stderr, "--- for:\n%s", yaml);
+        dump_errors(errs);
+    }
+    assert_int_equal(rc, GW_OK);
+    assert_non_null(cfg);
+    return cfg;
+}
+
+#define EV_XMPP "xmpp:\n  jid: gw@example.org\n  password: x\n"
+
+/* Without a section every point still has its rule: enabled, every
+ * change, no intervals; the section's keys hold their defaults. */
+static void test_events_defaults(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        HEAD PT KV "address: 40001\n" KV "type: float32\n"
+                   "          - name: c\n" KV "address: 1\n"
+                   "          - name: s\n" KV "address: 40011\n" KV
+                   "type: string\n" KV "length: 2\n";
+    struct cfg_errors errs;
+    struct cfg *cfg = load_ok(yaml, &errs);
+    const struct cfg_events *ev = &cfg->events;
+    assert_false(ev->present);
+    assert_null(ev->service);
+    assert_string_equal(ev->node_prefix, "fieldgate/");
+    assert_int_equal(ev->access_model, CFG_AM_PRESENCE);
+    assert_int_equal(ev->max_items, 1);
+    assert_false(ev->persist_items);
+    assert_int_equal(ev->notification_type, CFG_NOTIFY_HEADLINE);
+    assert_int_equal(ev->send_last, CFG_SEND_LAST_ON_SUB_AND_PRESENCE);
+    assert_int_equal(ev->window, 16);
+    assert_int_equal(ev->publish_timeout_ms, 10000);
+    assert_true(ev->defaults.enabled);
+    const struct cfg_unit *u = find_unit(cfg, "u");
+    assert_int_equal(u->n_points, 3);
+    for (size_t i = 0; i < u->n_points; i++) {
+        const struct cfg_event_rule *r = &u->points[i].events;
+        assert_true(r->enabled);
+        assert_true(r->deadband == 0);
+        assert_false(r->deadband_percent);
+        assert_int_equal(r->min_interval_ms, 0);
+        assert_int_equal(r->max_interval_ms, 0);
+    }
+    assert_int_equal(cfg->warnings.n, 0);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+    /* An empty section: PEP with the defaults; the prefix from the JID. */
+    static const char pep[] =
+        HEAD PT KV "address: 40001\n" EV_XMPP "events: {}\n";
+    cfg = load_ok(pep, &errs);
+    ev = &cfg->events;
+    assert_true(ev->present);
+    assert_null(ev->service);
+    assert_string_equal(ev->node_prefix, "fieldgate/gw/");
+    assert_int_equal(ev->access_model, CFG_AM_PRESENCE);
+    assert_int_equal(ev->mark.line, 14);
+    assert_true(find_unit(cfg, "u")->points[0].events.enabled);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+    /* A service: whitelist by default; xmpp without events: the prefix
+     * is still derived. */
+    static const char svc[] = HEAD PT KV "address: 40001\n" EV_XMPP "events:\n"
+                                         "  service: pubsub.example.org\n";
+    cfg = load_ok(svc, &errs);
+    assert_string_equal(cfg->events.service, "pubsub.example.org");
+    assert_int_equal(cfg->events.access_model, CFG_AM_WHITELIST);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+    static const char nosec[] = HEAD PT KV "address: 40001\n" EV_XMPP;
+    cfg = load_ok(nosec, &errs);
+    assert_false(cfg->events.present);
+    assert_string_equal(cfg->events.node_prefix, "fieldgate/gw/");
+    assert_true(find_unit(cfg, "u")->points[0].events.enabled);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+    /* The XEP-0060 names. */
+    assert_string_equal(cfg_access_model_name(CFG_AM_WHITELIST), "whitelist");
+    assert_string_equal(cfg_access_model_name(CFG_AM_OPEN), "open");
+    assert_string_equal(cfg_notification_type_name(CFG_NOTIFY_HEADLINE),
+                        "headline");
+    assert_string_equal(cfg_send_last_name(CFG_SEND_LAST_ON_SUB_AND_PRESENCE),
+                        "on_sub_and_presence");
+    assert_string_equal(cfg_send_last_name((enum cfg_send_last)9), "?");
+}
+
+/* point > unit > template > events.defaults > built-in, key by key. */
+static void test_events_inheritance(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "templates:\n"
+        "  - name: t\n"
+        "    events: {deadband: 2, min_interval: 2s}\n"
+        "    points:\n"
+        "      - {name: tp, address: 40001}\n"
+        "      - {name: tq, address: 40002, events: {deadband: 5%}}\n"
+        "      - {name: tb, address: 1}\n"
+        "links:\n"
+        "  - name: l\n"
+        "    type: tcp\n"
+        "    host: h\n"
+        "    units:\n"
+        "      - name: u1\n"
+        "        id: 1\n"
+        "        template: t\n"
+        "        events: {enabled: false, min_interval: 3s}\n"
+        "        points:\n"
+        "          - {name: up, address: 40010, events: {enabled: true}}\n"
+        "          - {name: uq, address: 40011}\n"
+        "      - name: u2\n"
+        "        id: 2\n"
+        "        template: t\n"
+        "      - name: u3\n"
+        "        id: 3\n"
+        "        points:\n"
+        "          - {name: p, address: 40001}\n"
+        "          - {name: q, address: 40002, events: {max_interval: "
+        "0s}}\n" EV_XMPP "events:\n"
+        "  defaults: {deadband: 1, min_interval: 1s, max_interval: 1h}\n";
+    struct cfg_errors errs;
+    struct cfg *cfg = load_ok(yaml, &errs);
+    const struct cfg_unit *u1 = find_unit(cfg, "u1"),
+                          *u2 = find_unit(cfg, "u2"),
+                          *u3 = find_unit(cfg, "u3");
+    const struct cfg_event_rule *r;
+
+    /* u1: unit over template over defaults */
+    r = &find_point(u1, "tp")->events;
+    assert_false(r->enabled);      /* unit */
+    assert_true(r->deadband == 2); /* template */
+    assert_false(r->deadband_percent);
+    assert_int_equal(r->min_interval_ms, 3000);    /* unit over template */
+    assert_int_equal(r->max_interval_ms, 3600000); /* defaults */
+    r = &find_point(u1, "tq")->events;             /* template's point */
+    assert_false(r->enabled);
+    assert_true(r->deadband == 5 && r->deadband_percent);
+    assert_int_equal(r->min_interval_ms, 3000);
+    r = &find_point(u1, "tb")->events; /* a coil: no deadband */
+    assert_true(r->deadband == 0 && !r->deadband_percent);
+    assert_false(r->enabled);
+    r = &find_point(u1, "up")->events; /* point over unit */
+    assert_true(r->enabled);
+    assert_true(r->deadband == 2); /* template, own point */
+    assert_int_equal(r->min_interval_ms, 3000);
+    assert_false(find_point(u1, "uq")->events.enabled);
+
+    /* u2: the template over defaults */
+    r = &find_point(u2, "tp")->events;
+    assert_true(r->enabled);
+    assert_true(r->deadband == 2);
+    assert_int_equal(r->min_interval_ms, 2000);
+    assert_int_equal(r->max_interval_ms, 3600000);
+    assert_true(find_point(u2, "tq")->events.deadband_percent);
+
+    /* u3: defaults; a point turns the heartbeat off */
+    r = &find_point(u3, "p")->events;
+    assert_true(r->enabled && r->deadband == 1 && !r->deadband_percent);
+    assert_int_equal(r->min_interval_ms, 1000);
+    assert_int_equal(r->max_interval_ms, 3600000);
+    assert_int_equal(find_point(u3, "q")->events.max_interval_ms, 0);
+
+    /* the template as written: defaults, template, point */
+    const struct cfg_template *t = &cfg->templates[0];
+    assert_true(t->points[0].events.enabled);
+    assert_true(t->points[0].events.deadband == 2);
+    assert_int_equal(t->points[0].events.min_interval_ms, 2000);
+    assert_true(t->points[2].events.deadband == 0);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+}
+
+/* deadband: a plain number (absolute, engineering units) or a percentage
+ * of the last published value ("2%", quotes optional). */
+static void test_events_deadband(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        double value;
+        bool percent;
+    } ok[] = {
+        {"0.5", 0.5, false}, {"0", 0, false},         {"1e-3", 0.001, false},
+        {"0.5%", 0.5, true}, {"\"0.5%\"", 0.5, true}, {"'10%'", 10, true},
+        {"0%", 0, true},     {"150%", 150, true},     {".25%", 0.25, true},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml),
+                 HEAD PT KV "address: 40001\n" KV "events: {deadband: %s}\n",
+                 ok[i].text);
+        struct cfg_errors errs;
+        struct cfg *cfg = load_ok(yaml, &errs);
+        const struct cfg_event_rule *r =
+            &cfg->links[0].units[0].points[0].events;
+        assert_true(r->deadband == ok[i].value);
+        assert_int_equal(r->deadband_percent, ok[i].percent);
+        cfg_free(cfg);
+        cfg_errors_close(&errs);
+    }
+    /* deadband values start at column 32: KV "events: {deadband: " */
+#define DB(v) HEAD PT KV "address: 40001\n" KV "events: {deadband: " v "}\n"
+#define DBP "links[0].units[0].points[0].events.deadband"
+    static const struct one bad[] = {
+        {DB("\"0.5\""), 11, 32, DBP,
+         "expected a number or a percentage (e.g. 0.5 or 2%), got a quoted"},
+        {DB("high"), 11, 32, DBP, "expected a number or a percentage"},
+        {DB("2 %"), 11, 32, DBP, "expected a number or a percentage"},
+        {DB("\"%\""), 11, 32, DBP, "expected a number or a percentage"},
+        {DB("x%"), 11, 32, DBP, "expected a number or a percentage"},
+        {DB("1%%"), 11, 32, DBP, "expected a number or a percentage"},
+        {DB("-1"), 11, 32, DBP, "deadband -1 is negative"},
+        {DB("-0.5%"), 11, 32, DBP, "deadband -0.5% is negative"},
+        {DB(".inf"), 11, 32, DBP, "expected a number or a percentage"},
+        {DB("1e999"), 11, 32, DBP, "is not a finite number"},
+        {DB("[1]"), 11, 32, DBP, "got a list"},
+    };
+#undef DB
+#undef DBP
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        expect_one(&bad[i]);
+}
+
+static void test_events_errors(void **state)
+{
+    (void)state;
+    /* The section at line 10 (no xmpp) or 13 (after EV_XMPP). */
+#define EH HEAD PT KV "address: 40001\n" EV_XMPP "events:\n"
+    static const struct one cases[] = {
+        /* the section itself */
+        {HEAD PT KV "address: 40001\nevents: {}\n", 11, 9, "events",
+         "an events section needs an xmpp section"},
+        {EH "  servce: p.example.org\n", 15, 3, "events.servce",
+         "unknown key 'servce' in the events section (did you mean "
+         "'service'?)"},
+        {HEAD PT KV "address: 40001\n" EV_XMPP "events: [a]\n", 14, 9, "events",
+         "expected a mapping, got a list"},
+        /* service */
+        {EH "  service: pep\n", 15, 12, "events.service",
+         "leave 'service' out to publish to the gateway's own PEP"},
+        {EH "  service: pubsub.example.org/r\n", 15, 12, "events.service",
+         "is not a PubSub service JID"},
+        {EH "  service: a@b@c\n", 15, 12, "events.service",
+         "is not a PubSub service JID"},
+        {EH "  service: \"pub sub.org\"\n", 15, 12, "events.service",
+         "is not a PubSub service JID"},
+        {EH "  service: pubsub..org\n", 15, 12, "events.service",
+         "is not a PubSub service JID"},
+        {EH "  service: \"@example.org\"\n", 15, 12, "events.service",
+         "is not a PubSub service JID"},
+        {EH "  service: GW@example.org\n", 15, 12, "events.service",
+         "is the gateway's own JID"},
+        {EH "  service:\n", 15, 11, "events.service",
+         "expected a text value, got no value"},
+        /* node_prefix */
+        {EH "  node_prefix: \"a\\tb/\"\n", 15, 16, "events.node_prefix",
+         "contains a control character"},
+        {EH "  node_prefix: "
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            "\n",
+         15, 16, "events.node_prefix",
+         "node_prefix is 193 bytes long; at most 192"},
+        /* node */
+        {EH "  node: {access_model: private}\n", 15, 24,
+         "events.node.access_model",
+         "unknown access_model 'private' (expected one of open, presence, "
+         "roster, authorize, whitelist)"},
+        {EH "  node: {max_items: 0}\n", 15, 21, "events.node.max_items",
+         "value 0 out of range 1..256"},
+        {EH "  node: {max_items: 257}\n", 15, 21, "events.node.max_items",
+         "value 257 out of range 1..256"},
+        {EH "  node: {persist_items: no}\n", 15, 25,
+         "events.node.persist_items", "expected true or false, got 'no'"},
+        {EH "  node: {notification_type: chat}\n", 15, 29,
+         "events.node.notification_type", "unknown notification_type 'chat'"},
+        {EH "  node: {send_last_published_item: always}\n", 15, 36,
+         "events.node.send_last_published_item",
+         "(expected one of never, on_sub, on_sub_and_presence)"},
+        {EH "  node: whitelist\n", 15, 9, "events.node",
+         "expected a mapping, got 'whitelist'"},
+        /* window, publish_timeout */
+        {EH "  window: 0\n", 15, 11, "events.window",
+         "value 0 out of range 1..256"},
+        {EH "  window: 257\n", 15, 11, "events.window",
+         "value 257 out of range 1..256"},
+        {EH "  publish_timeout: 500ms\n", 15, 20, "events.publish_timeout",
+         "duration 500ms out of range 1s..10m"},
+        {EH "  publish_timeout: 10\n", 15, 20, "events.publish_timeout",
+         "needs a unit"},
+        /* defaults: a rule */
+        {EH "  defaults: {enabled: yes}\n", 15, 23, "events.defaults.enabled",
+         "expected true or false, got 'yes'"},
+        {EH "  defaults: {min_interval: 10s, max_interval: 5s}\n", 15, 28,
+         "events.defaults.min_interval",
+         "min_interval 10s is longer than max_interval 5s (the heartbeat)"},
+        {EH "  defaults: {max_interval: 500ms}\n", 15, 28,
+         "events.defaults.max_interval",
+         "a heartbeat (max_interval) is 0 (none) or at least 1s"},
+        {EH "  defaults: {max_interval: 25h}\n", 15, 28,
+         "events.defaults.max_interval", "out of range 0ms..24h"},
+        {EH "  defaults: {deadbnad: 1}\n", 15, 14, "events.defaults.deadbnad",
+         "unknown key 'deadbnad' in an events rule (did you mean "
+         "'deadband'?)"},
+        /* a point's rule */
+        {HEAD PT KV "address: 1\n" KV "events: {deadband: 1}\n", 11, 32,
+         "links[0].units[0].points[0].events.deadband",
+         "a deadband is only for numeric points; this point is bool"},
+        {HEAD PT KV "address: 40001\n" KV "type: bit\n" KV "bit: 2\n" KV
+                    "events: {deadband: 0}\n",
+         13, 32, "links[0].units[0].points[0].events.deadband",
+         "this point is bit"},
+        {HEAD PT KV "address: 40001\n" KV "type: string\n" KV "length: 4\n" KV
+                    "events: {deadband: 1%}\n",
+         13, 32, "links[0].units[0].points[0].events.deadband",
+         "this point is string"},
+        {HEAD PT KV "address: 40001\n" KV "events: true\n", 11, 21,
+         "links[0].units[0].points[0].events",
+         "expected a mapping, got 'true'"},
+        {HEAD PT KV "address: 40001\n" KV "events: {enabled: 1}\n", 11, 31,
+         "links[0].units[0].points[0].events.enabled",
+         "expected true or false, got '1'"},
+        {HEAD PT KV "address: 40001\n" KV "events: {min_interval: 5}\n", 11, 36,
+         "links[0].units[0].points[0].events.min_interval", "needs a unit"},
+    };
+#undef EH
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_one(&cases[i]);
+
+    /* unit min_interval over a defaults heartbeat: at the unit */
+    static const struct one cross[] = {
+        {"links:\n"
+         "  - name: l\n"
+         "    type: tcp\n"
+         "    host: h\n"
+         "    units:\n"
+         "      - name: u\n"
+         "        id: 1\n"
+         "        events: {min_interval: 10s}\n"
+         "        points: [{name: p, address: 40001}]\n" EV_XMPP
+         "events: {defaults: {max_interval: 5s}}\n",
+         8, 32, "links[0].units[0].events.min_interval",
+         "min_interval 10s is longer than max_interval 5s"},
+        /* a point's heartbeat under its template's min_interval */
+        {"templates:\n"
+         "  - name: t\n"
+         "    events: {min_interval: 1m}\n"
+         "    points: [{name: p, address: 40001, events: {max_interval: "
+         "30s}}]\n"
+         "links:\n"
+         "  - name: l\n"
+         "    type: tcp\n"
+         "    host: h\n"
+         "    units: [{name: u, id: 1, template: t}]\n",
+         4, 63, "templates[0].points[0].events.max_interval",
+         "max_interval 30s (the heartbeat) is shorter than min_interval 1m"},
+        /* a unit's deadband does not reach its bool points (no error),
+         * but a template point's own deadband on a bool is reported once */
+        {"templates:\n"
+         "  - name: t\n"
+         "    points: [{name: c, address: 1, events: {deadband: 1}}]\n"
+         "links:\n"
+         "  - name: l\n"
+         "    type: tcp\n"
+         "    host: h\n"
+         "    units:\n"
+         "      - {name: u1, id: 1, template: t, events: {deadband: 3}}\n"
+         "      - {name: u2, id: 2, template: t}\n",
+         3, 55, "templates[0].points[0].events.deadband",
+         "a deadband is only for numeric points; this point is bool"},
+    };
+    for (size_t i = 0; i < sizeof(cross) / sizeof(cross[0]); i++)
+        expect_one(&cross[i]);
+
+    /* equal intervals are fine; a unit deadband on a coil unit is too */
+    static const char fine[] =
+        "links:\n"
+        "  - name: l\n"
+        "    type: tcp\n"
+        "    host: h\n"
+        "    units:\n"
+        "      - name: u\n"
+        "        id: 1\n"
+        "        events: {min_interval: 5s, max_interval: 5s, deadband: 2}\n"
+        "        points: [{name: c, address: 1}]\n";
+    struct cfg_errors errs;
+    struct cfg *cfg = load_ok(fine, &errs);
+    assert_true(cfg->links[0].units[0].points[0].events.deadband == 0);
+    assert_int_equal(cfg->links[0].units[0].points[0].events.min_interval_ms,
+                     5000);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+}
+
+/* Warnings: the map loads, cfg->warnings says what will not work. */
+static void test_events_warnings(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        HEAD PT KV "address: 40001\n" EV_XMPP "access:\n"
+                   "  readers: [a@example.org, example.net]\n"   /* line 15 */
+                   "  controllers: [ops.example.org, o@x.org]\n" /* line 16 */
+                   "events:\n"
+                   "  service: pubsub.example.org\n";
+    struct cfg_errors errs;
+    struct cfg *cfg = load_ok(yaml, &errs);
+    assert_int_equal(cfg->warnings.n, 2);
+    const struct cfg_error *w = &cfg->warnings.items[0];
+    assert_int_equal(w->mark.line, 15);
+    assert_int_equal(w->mark.col, 28);
+    assert_string_equal(w->path, "access.readers[1]");
+    assert_non_null(strstr(w->message,
+                           "domains cannot be whitelisted: readers from "
+                           "example.net will not be able to subscribe"));
+    assert_non_null(strstr(w->message, "list bare JIDs"));
+    w = &cfg->warnings.items[1];
+    assert_int_equal(w->mark.line, 16);
+    assert_int_equal(w->mark.col, 17);
+    assert_string_equal(w->path, "access.controllers[0]");
+    assert_non_null(strstr(w->message, "controllers from ops.example.org"));
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    assert_non_null(f);
+    cfg_warnings_print(cfg, f);
+    fclose(f);
+    assert_non_null(strstr(text, "t.yaml:15:28: access.readers[1]: warning: "
+                                 "domains cannot be whitelisted"));
+    assert_non_null(strstr(text, "\nt.yaml:16:17: access.controllers[0]: "
+                                 "warning: "));
+    free(text);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+    /* PEP (presence): domains work, no warning; explicit whitelist with
+     * PEP: the warning again; open: one warning at the access model. */
+    static const char pep[] =
+        HEAD PT KV "address: 40001\n" EV_XMPP
+                   "access:\n  readers: [example.net]\nevents: {}\n";
+    cfg = load_ok(pep, &errs);
+    assert_int_equal(cfg->warnings.n, 0);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+    static const char pepwl[] = HEAD PT KV
+        "address: 40001\n" EV_XMPP "access:\n  readers: [example.net]\n"
+        "events: {node: {access_model: whitelist}}\n";
+    cfg = load_ok(pepwl, &errs);
+    assert_int_equal(cfg->warnings.n, 1);
+    assert_string_equal(cfg->warnings.items[0].path, "access.readers[0]");
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+    static const char open_am[] = HEAD PT KV
+        "address: 40001\n" EV_XMPP "access:\n  readers: [a@example.net]\n"
+        "events: {node: {access_model: open}}\n";
+    cfg = load_ok(open_am, &errs);
+    assert_int_equal(cfg->warnings.n, 1);
+    assert_string_equal(cfg->warnings.items[0].path,
+                        "events.node.access_model");
+    assert_int_equal(cfg->warnings.items[0].mark.line, 16);
+    assert_non_null(strstr(cfg->warnings.items[0].message,
+                           "anyone who can reach the service"));
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+    /* no events section: no warning */
+    static const char none[] = HEAD PT KV "address: 40001\n" EV_XMPP
+                                          "access:\n  readers: [example.net]\n";
+    cfg = load_ok(none, &errs);
+    assert_int_equal(cfg->warnings.n, 0);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+}
+#undef EV_XMPP
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1383,6 +1918,11 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_xmpp_access),
+        cmocka_unit_test(test_events_defaults),
+        cmocka_unit_test(test_events_inheritance),
+        cmocka_unit_test(test_events_deadband),
+        cmocka_unit_test(test_events_errors),
+        cmocka_unit_test(test_events_warnings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
