@@ -5,8 +5,11 @@
  * value change by default, or outside a deadband (absolute, or percent of
  * the last published value); at most one event per min_interval (the
  * newest value wins, published when the interval ends); a heartbeat after
- * max_interval without an event.  A quality change (good -> timeout, unit
- * offline, back online) is always an event.
+ * max_interval without an event (counted from the point's last
+ * publication; a point never published has none).  A quality change (good
+ * -> timeout, unit offline, back online; the engine reflects a unit's
+ * status in its points' qualities) is always an event, through any
+ * deadband and without waiting for min_interval.
  *
  * Batching: a unit's events of one poll cycle (the store's GW_STORE_CYCLE
  * notification) become ONE batch.  Coalescing: a unit has at most one
@@ -14,6 +17,11 @@
  * session is offline) newer changes join it and replace older unsent
  * values (latest-value semantics: a batch carries point indices, and the
  * values published are the store's at the time the batch is taken).
+ *
+ * Events deferred by min_interval and heartbeats make their unit's batch
+ * ready from one timer (the earliest deadline), without waiting for a
+ * cycle.  Memory is O(points), allocated in gw_events_new.  See
+ * docs/events.md, "Change detection".
  *
  * The consumer (the PubSub publisher in gateway/gw_xmpp) is told through
  * `ready` that at least one batch waits, and pulls batches with
@@ -72,7 +80,8 @@ bool gw_events_take(struct gw_events *ev, struct gw_events_batch *out);
 void gw_events_snapshot(struct gw_events *ev);
 
 struct gw_events_stats {
-    uint64_t changes;    /* point changes that were events */
+    uint64_t changes;    /* point changes that were events (at once, or
+                            at the end of their min_interval) */
     uint64_t suppressed; /* changes inside a deadband or min_interval */
     uint64_t coalesced;  /* events merged into a waiting batch */
     uint64_t heartbeats;
