@@ -17,6 +17,7 @@
 struct totals {
     size_t units, points, writable;
     size_t by_type[N_TYPES];
+    size_t events; /* points whose rule is enabled */
 };
 
 static void usage(FILE *out)
@@ -25,7 +26,9 @@ static void usage(FILE *out)
             "usage: fieldgate check -c FILE [--json]\n"
             "\n"
             "Validates a device map and prints a summary: links, units,\n"
-            "points by type, poll groups and templates.\n"
+            "points by type, poll groups, templates and events.  Warnings\n"
+            "(a valid map that will not do what it seems to) go to stderr\n"
+            "as FILE:LINE:COL: key.path: warning: message.\n"
             "\n"
             "  -c, --config FILE  the device map (YAML)\n"
             "  -j, --json         print the summary (or the errors) as one\n"
@@ -51,6 +54,8 @@ static void count(const struct cfg *cfg, struct totals *t)
                     t->by_type[p->type]++;
                 if (p->writable)
                     t->writable++;
+                if (p->events.enabled)
+                    t->events++;
             }
         }
     }
@@ -96,6 +101,16 @@ static void interval(uint32_t ms, char *buf, size_t size)
         snprintf(buf, size, "%" PRIu32 "ms", ms);
 }
 
+/* "pubsub.example.org" or "PEP (gw@example.org)". */
+static void events_target(const struct cfg *cfg, char *buf, size_t size)
+{
+    if (cfg->events.service)
+        snprintf(buf, size, "%s", cfg->events.service);
+    else
+        snprintf(buf, size, "PEP (%s)",
+                 cfg->xmpp.jid ? cfg->xmpp.jid : "the gateway's JID");
+}
+
 static void print_text(const struct cfg *cfg, const char *path)
 {
     struct totals t;
@@ -138,6 +153,77 @@ static void print_text(const struct cfg *cfg, const char *path)
         }
         printf("\n");
     }
+    const struct cfg_events *ev = &cfg->events;
+    if (ev->present) {
+        char target[600];
+        events_target(cfg, target, sizeof(target));
+        printf("events: %s, %zu node%s %s<unit>, access %s, max_items %" PRIu32
+               ", %s; %zu of %zu points\n",
+               target, t.units, t.units == 1 ? "" : "s", ev->node_prefix,
+               cfg_access_model_name(ev->access_model), ev->max_items,
+               ev->persist_items ? "persisted" : "not persisted", t.events,
+               t.points);
+    }
+}
+
+static void json_warnings(struct gw_json *j, const struct cfg_errors *w)
+{
+    gw_json_key(j, "warnings");
+    gw_json_array_begin(j);
+    for (size_t i = 0; w && i < w->n; i++) {
+        const struct cfg_error *e = &w->items[i];
+        gw_json_object_begin(j);
+        gw_json_key(j, "line");
+        gw_json_uint(j, e->mark.line);
+        gw_json_key(j, "col");
+        gw_json_uint(j, e->mark.col);
+        gw_json_key(j, "path");
+        gw_json_string(j, e->path);
+        gw_json_key(j, "message");
+        gw_json_string(j, e->message);
+        gw_json_object_end(j);
+    }
+    gw_json_array_end(j);
+}
+
+static void json_events(struct gw_json *j, const struct cfg *cfg,
+                        const struct totals *t)
+{
+    const struct cfg_events *ev = &cfg->events;
+    gw_json_key(j, "events");
+    if (!ev->present) {
+        gw_json_null(j);
+        return;
+    }
+    gw_json_object_begin(j);
+    gw_json_key(j, "service");
+    if (ev->service)
+        gw_json_string(j, ev->service);
+    else
+        gw_json_null(j);
+    gw_json_key(j, "pep");
+    gw_json_bool(j, ev->service == NULL);
+    gw_json_key(j, "node_prefix");
+    gw_json_string(j, ev->node_prefix);
+    gw_json_key(j, "nodes");
+    gw_json_uint(j, t->units);
+    gw_json_key(j, "access_model");
+    gw_json_string(j, cfg_access_model_name(ev->access_model));
+    gw_json_key(j, "max_items");
+    gw_json_uint(j, ev->max_items);
+    gw_json_key(j, "persist_items");
+    gw_json_bool(j, ev->persist_items);
+    gw_json_key(j, "notification_type");
+    gw_json_string(j, cfg_notification_type_name(ev->notification_type));
+    gw_json_key(j, "send_last_published_item");
+    gw_json_string(j, cfg_send_last_name(ev->send_last));
+    gw_json_key(j, "window");
+    gw_json_uint(j, ev->window);
+    gw_json_key(j, "publish_timeout_ms");
+    gw_json_uint(j, ev->publish_timeout_ms);
+    gw_json_key(j, "points");
+    gw_json_uint(j, t->events);
+    gw_json_object_end(j);
 }
 
 static void print_json(const struct cfg *cfg, const char *path)
@@ -208,6 +294,8 @@ static void print_json(const struct cfg *cfg, const char *path)
         gw_json_object_end(&j);
     }
     gw_json_array_end(&j);
+    json_events(&j, cfg, &t);
+    json_warnings(&j, &cfg->warnings);
     gw_json_object_end(&j);
     gw_json_newline(&j);
 }
@@ -257,6 +345,10 @@ int gw_cmd_check(int argc, char **argv)
     int rc = cfg_load(path, &cfg, &errs);
     int status;
     if (rc == GW_OK) {
+        /* warnings do not fail the check */
+        cfg_warnings_print(cfg, stderr);
+        if (cfg->warnings.n)
+            fprintf(stderr, "%zu warning(s)\n", cfg->warnings.n);
         if (json)
             print_json(cfg, path);
         else

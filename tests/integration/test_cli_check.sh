@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `fieldgate check`: the summary of the shipped example, --json, every
-# error of the all-errors fixture on stderr with the count, and the exit
-# codes (0 valid, 1 errors, 2 usage).
+# error of the all-errors fixture on stderr with the count, warnings (on
+# stderr, exit 0), and the exit codes (0 valid, 1 errors, 2 usage).
 set -u
 : "${FG_BUILD_DIR:?}" "${FG_SOURCE_DIR:?}"
 FG="$FG_BUILD_DIR/fieldgate"
@@ -35,6 +35,7 @@ expect_re '^units: 7 +points: 29 +writable: 3$'
 expect_re '^points by type: .*float32 2'
 expect_re '^poll groups: default 1s, fast 500ms, slow 1m$'
 expect_re '^templates: em24 \(5 points, used by 3 units\)$'
+expect_re '^events: pubsub\.xmpp\.example\.org, 7 nodes fieldgate/gateway/<unit>, access whitelist, max_items 1, not persisted; 27 of 29 points$'
 
 # --- --json -----------------------------------------------------------------
 "$FG" check -c "$EXAMPLE" --json >"$TMP/json" || fail "check --json failed"
@@ -50,7 +51,49 @@ assert d["points_by_type"]["int32"] == 12
 assert [(g["name"], g["interval_ms"]) for g in d["poll_groups"]] == \
     [("default", 1000), ("fast", 500), ("slow", 60000)]
 assert d["templates"] == [{"name": "em24", "points": 5, "used_by": 3}]
+e = d["events"]
+assert e["service"] == "pubsub.xmpp.example.org" and e["pep"] is False
+assert e["nodes"] == 7 and e["points"] == 27
+assert e["node_prefix"] == "fieldgate/gateway/"
+assert e["access_model"] == "whitelist" and e["max_items"] == 1
+assert e["persist_items"] is False and e["notification_type"] == "headline"
+assert e["send_last_published_item"] == "on_sub_and_presence"
+assert e["window"] == 16 and e["publish_timeout_ms"] == 10000
+assert d["warnings"] == []
 PYEOF
+
+# --- warnings: printed, the check still passes ---------------------------------
+WARN="$DATA/cfg_events_warn.yaml"
+"$FG" check -c "$WARN" >"$TMP/out" 2>"$TMP/err"
+rc=$?
+cat "$TMP/err"
+[ $rc -eq 0 ] || fail "warnings: exit $rc"
+expect_re ': OK$'
+expect_re '^events: pubsub\.example\.org, 1 node fieldgate/gw/<unit>, access whitelist'
+grep -qF "cfg_events_warn.yaml:16:33: access.readers[1]: warning: domains cannot be whitelisted: readers from partner.example.net will not be able to subscribe to the event nodes (access_model whitelist); list bare JIDs" "$TMP/err" ||
+    fail "readers domain warning missing"
+grep -qF "cfg_events_warn.yaml:17:17: access.controllers[0]: warning: domains cannot be whitelisted: controllers from ops.example.org" "$TMP/err" ||
+    fail "controllers domain warning missing"
+tail -n 1 "$TMP/err" | grep -qx '2 warning(s)' || fail "no '2 warning(s)' line"
+grep -q 'viewer@example.org' "$TMP/err" && fail "a bare JID was warned about"
+"$FG" check -c "$WARN" --json >"$TMP/json" 2>/dev/null || fail "warnings --json: exit not 0"
+$PY - "$TMP/json" <<'PYEOF' || fail "bad --json warnings"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["valid"] is True
+w = d["warnings"]
+assert [(x["line"], x["col"], x["path"]) for x in w] == \
+    [(16, 33, "access.readers[1]"), (17, 17, "access.controllers[0]")], w
+assert "domains cannot be whitelisted" in w[0]["message"]
+assert d["events"]["pep"] is False and d["events"]["nodes"] == 1
+PYEOF
+
+# PEP (no service): presence access model, domains are fine, no warning
+sed -e '/^events:/,$d' "$WARN" >"$TMP/pep.yaml"
+printf 'events:\n  window: 4\n' >>"$TMP/pep.yaml"
+"$FG" check -c "$TMP/pep.yaml" >"$TMP/out" 2>"$TMP/err" || fail "pep: exit $?"
+[ -s "$TMP/err" ] && fail "pep: unexpected stderr: $(cat "$TMP/err")"
+expect_re '^events: PEP \(gw@example\.org\), 1 node fieldgate/gw/<unit>, access presence'
 
 # --- errors -------------------------------------------------------------------
 "$FG" check -c "$DATA/cfg_all_errors.yaml" >"$TMP/out" 2>"$TMP/err"

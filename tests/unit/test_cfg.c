@@ -524,6 +524,21 @@ static void test_example_loads(void **state)
     assert_int_equal(find_unit(cfg, "meter-hvac")->n_points, 5);
     assert_int_equal(cfg->xmpp.control_max_writes, 32);
     assert_int_equal(cfg->xmpp.control_max_bus_ms, 2000);
+    /* events: the shipped map checks without warnings */
+    assert_true(cfg->events.present);
+    assert_string_equal(cfg->events.service, "pubsub.xmpp.example.org");
+    assert_int_equal(cfg->events.access_model, CFG_AM_WHITELIST);
+    assert_int_equal(cfg->warnings.n, 0);
+    const struct cfg_point *ei =
+        find_point(find_unit(cfg, "meter-main"), "energy_import");
+    assert_true(ei->events.deadband == 0.1 && !ei->events.deadband_percent);
+    assert_int_equal(ei->events.min_interval_ms, 1000);
+    assert_int_equal(ei->events.max_interval_ms, 900000);
+    const struct cfg_point *v1 =
+        find_point(find_unit(cfg, "meter-main"), "voltage_l1");
+    assert_true(v1->events.deadband == 0.5 && v1->events.deadband_percent);
+    assert_false(find_point(vfd, "firmware")->events.enabled);
+    assert_int_equal(find_point(vfd, "state")->events.max_interval_ms, 600000);
     cfg_free(cfg);
     cfg_errors_close(&errs);
 }
