@@ -71,7 +71,36 @@ static struct cfg_event_rule *rule(struct fx *f, size_t unit, size_t point)
     return &f->cfg->links[0].units[unit].points[point].events;
 }
 
-static int setup(void **state)
+/* The same map with the rules written in YAML (the loader resolves them):
+ * the unit's absolute deadband, a point's own percent deadband, a
+ * disabled point, and m2 inheriting the built-in rule. */
+static const char MAP_RULES[] =
+    "poll_groups:\n"
+    "  - {name: default, interval: 1s}\n"
+    "links:\n"
+    "  - name: plant\n"
+    "    type: tcp\n"
+    "    host: 127.0.0.1\n"
+    "    port: 1502\n"
+    "    units:\n"
+    "      - name: m1\n"
+    "        id: 1\n"
+    "        events: {deadband: 1}\n"
+    "        points:\n"
+    "          - {name: t, table: input, address: 0, type: float32,\n"
+    "             events: {deadband: 10%}}\n"
+    "          - {name: n, table: holding, address: 10, type: int16}\n"
+    "          - {name: s, table: holding, address: 20, type: string,\n"
+    "             length: 4}\n"
+    "          - {name: b, table: coil, address: 0}\n"
+    "          - {name: off, table: holding, address: 30, type: uint16,\n"
+    "             events: {enabled: false}}\n"
+    "      - name: m2\n"
+    "        id: 2\n"
+    "        points:\n"
+    "          - {name: x, table: holding, address: 0, type: uint16}\n";
+
+static int setup_map(void **state, const char *map, bool set_rules)
 {
     static struct fx f;
     memset(&f, 0, sizeof(f));
@@ -79,7 +108,7 @@ static int setup(void **state)
         return -1;
     struct cfg_errors errs;
     cfg_errors_init(&errs);
-    int rc = cfg_load_buffer("map.yaml", MAP, strlen(MAP), &f.cfg, &errs);
+    int rc = cfg_load_buffer("map.yaml", map, strlen(map), &f.cfg, &errs);
     if (rc != GW_OK)
         cfg_errors_print(&errs, stderr);
     cfg_errors_close(&errs);
@@ -88,14 +117,25 @@ static int setup(void **state)
     /* The rules are set on the model directly (every point: any change),
      * independent of how the loader spells the events: section; "off"
      * emits no events. */
-    for (size_t u = 0; u < f.cfg->links[0].n_units; u++)
+    for (size_t u = 0; set_rules && u < f.cfg->links[0].n_units; u++)
         for (size_t p = 0; p < f.cfg->links[0].units[u].n_points; p++)
             *rule(&f, u, p) = (struct cfg_event_rule){.enabled = true};
-    rule(&f, M1, OFF)->enabled = false;
+    if (set_rules)
+        rule(&f, M1, OFF)->enabled = false;
     if (gw_store_init(&f.store, f.cfg) != GW_OK)
         return -1;
     *state = &f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_map(state, MAP, true);
+}
+
+static int setup_yaml(void **state)
+{
+    return setup_map(state, MAP_RULES, false);
 }
 
 /* The detector is created by each test, after it has set its rules. */
@@ -581,6 +621,34 @@ static void test_free_armed(void **state)
     assert_int_equal(take(f, NULL, NULL, 0), -1);
 }
 
+/* The rules as the loader resolves them from the map's events: keys. */
+static void test_yaml_rules(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    /* t: its own 10 % (not the unit's absolute 1) */
+    set_d(f, M1, T, 100.0);
+    expect_one(f, M1, T);
+    set_d(f, M1, T, 105.0);
+    expect_one(f, M1, SIZE_MAX);
+    set_d(f, M1, T, 111.0);
+    expect_one(f, M1, T);
+    /* n: the unit's deadband 1 */
+    set_i(f, M1, N, 10);
+    expect_one(f, M1, N);
+    set_i(f, M1, N, 11);
+    expect_one(f, M1, SIZE_MAX);
+    set_i(f, M1, N, 12);
+    expect_one(f, M1, N);
+    /* off: disabled; m2.x: the built-in rule (any change) */
+    set_u(f, M1, OFF, 1);
+    expect_one(f, M1, SIZE_MAX);
+    set_u(f, M2, 0, 1);
+    expect_one(f, M2, 0);
+    set_u(f, M2, 0, 2);
+    expect_one(f, M2, 0);
+}
+
 /* A store has at most GW_STORE_MAX_LISTENERS: gw_events_new says so. */
 static void noop_cb(void *d, enum gw_store_event e, size_t l, size_t u,
                     size_t p)
@@ -616,6 +684,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_armed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_yaml_rules, setup_yaml, teardown),
         cmocka_unit_test_setup_teardown(test_no_listener_slot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
