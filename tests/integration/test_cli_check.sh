@@ -101,8 +101,8 @@ rc=$?
 [ $rc -eq 1 ] || fail "all-errors exit $rc"
 [ -s "$TMP/out" ] && fail "unexpected stdout on errors"
 n=$(grep -c '^.*cfg_all_errors\.yaml:[0-9]*:[0-9]*: ' "$TMP/err")
-[ "$n" -eq 32 ] || fail "want 32 error lines, got $n"
-tail -n 1 "$TMP/err" | grep -qx '32 error(s)' || fail "no '32 error(s)' line"
+[ "$n" -eq 37 ] || fail "want 37 error lines, got $n"
+tail -n 1 "$TMP/err" | grep -qx '37 error(s)' || fail "no '37 error(s)' line"
 grep -qF 'cfg_all_errors.yaml:33:19: links[0].units[0].points[0].type: unknown type '"'"'flaot32'"'"' (expected one of bool, bit, int16' "$TMP/err" ||
     fail "flaot32 error missing"
 
@@ -112,7 +112,7 @@ $PY - "$TMP/json" <<'PYEOF' || fail "bad --json error output"
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["valid"] is False and d["error"] == "GW_ECONFIG"
-assert len(d["errors"]) == 32
+assert len(d["errors"]) == 37
 e = d["errors"][0]
 assert (e["line"], e["col"], e["path"]) == (5, 15, "poll_groups[0].interval")
 PYEOF

@@ -598,6 +598,12 @@ static void test_all_errors(void **state)
         {89, 5, "links[2].name", "missing required key 'name'"},
         {89, 5, "links[2].host", "a tcp link needs 'host'"},
         {91, 5, "links[2].port", "duplicate key 'port' (first at line 90)"},
+        {93, 3, "events", "an events section needs an xmpp section"},
+        {93, 12, "events.service", "leave 'service' out to publish to"},
+        {94, 24, "events.node.access_model", "unknown access_model 'private'"},
+        {95, 28, "events.defaults.min_interval",
+         "min_interval 10s is longer than max_interval 5s"},
+        {95, 61, "events.defaults.deadband", "deadband -1 is negative"},
     };
     size_t n = sizeof(want) / sizeof(want[0]);
     struct cfg_errors errs;
