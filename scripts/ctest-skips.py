@@ -6,7 +6,10 @@
   that did not run (skipped with SKIP_RETURN_CODE 77, disabled, not run)
   fails the run: exit 1, after listing them;
 - elsewhere skips are allowed, but listed in a loud summary on stderr;
-  exit 0.
+  exit 0;
+- a report with no testcase at all (a -R that matched nothing, a build
+  without tests) is not a passing run: under CI it fails (exit 1), elsewhere
+  it is reported loudly (exit 0).
 
 Exit 2 when the report is missing or is not a ctest JUnit report.
 Usage: scripts/ctest-skips.py [--strict | --lenient] JUNIT.xml
@@ -22,12 +25,14 @@ def ci_strict():
 
 
 def not_run(path):
-    """[(name, reason)] of every testcase whose status is not run/fail."""
+    """(testcases, [(name, reason, said)] of every testcase whose status is
+    not run/fail)."""
     root = ET.parse(path).getroot()
     if root.tag != "testsuite":
         raise ValueError(f"root element is <{root.tag}>, not <testsuite>")
     out = []
-    for tc in root.iter("testcase"):
+    cases = list(root.iter("testcase"))
+    for tc in cases:
         status = tc.get("status", "")
         if status in ("run", "fail"):
             continue
@@ -42,7 +47,7 @@ def not_run(path):
             if lines:
                 said = lines[-1][:200]
         out.append((tc.get("name", "?"), reason, said))
-    return out
+    return len(cases), out
 
 
 def main(argv):
@@ -59,14 +64,25 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     try:
-        skipped = not_run(args[0])
+        total, skipped = not_run(args[0])
     except (OSError, ET.ParseError, ValueError) as e:
         print(f"ctest-skips: cannot read the ctest report {args[0]}: {e}",
               file=sys.stderr)
         return 2
+    bar = "!" * 72
+    if total == 0:
+        lines = [bar, "!! the ctest report has NO test at all: nothing ran "
+                 "(a -R that matched nothing? a build without FG_TESTS?)"]
+        if strict:
+            lines.append("!! CI forbids a run without tests.")
+        else:
+            lines.append("!! Allowed outside CI; under CI=true this fails "
+                         "the run.")
+        lines.append(bar)
+        print("\n".join(lines), file=sys.stderr)
+        return 1 if strict else 0
     if not skipped:
         return 0
-    bar = "!" * 72
     lines = [bar, f"!! {len(skipped)} test(s) did NOT run:"]
     for name, reason, said in skipped:
         lines.append(f"!!   {name}: {reason}" + (f" ({said})" if said else ""))

@@ -29,6 +29,7 @@
 #define MAX_REDIRECTS 5   /* see-other-host followed without a login */
 #define DROP_LOG_SLOTS 32 /* senders remembered for rate-limited logging */
 #define DROP_LOG_MS 60000 /* at most one line per sender per this time */
+#define DROP_LOG_LINES 10 /* and at most this many lines per DROP_LOG_MS */
 
 static const char *const AREA = "xmpp";
 
@@ -79,7 +80,8 @@ struct iq_route {
     void *ud;
 };
 
-/* A sender whose dropped stanzas were logged (by a hash of its JID). */
+/* A sender whose dropped stanzas were logged (by a hash of its bare JID,
+ * case-folded: a sender rotating resources is one sender). */
 struct drop_seen {
     uint64_t hash;
     uint64_t last; /* when its last line was logged; 0 = free slot */
@@ -168,7 +170,9 @@ struct xs_conn {
     struct drop_seen drop_seen[DROP_LOG_SLOTS];
     uint64_t drop_summary_at; /* when the suppressed count was last logged */
     uint64_t drops_suppressed;
-    bool graceful; /* the next drop closes the stream and TLS first */
+    uint64_t drop_window_at; /* start of the window of DROP_LOG_LINES */
+    unsigned drop_lines;     /* lines logged in that window */
+    bool graceful;           /* the next drop closes the stream and TLS first */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -1299,15 +1303,21 @@ static void on_stanza(void *data, struct xs_stanza *st)
     xs_stanza_free(st);
 }
 
-/* Logs a dropped stanza at most once per sender per DROP_LOG_MS (a
- * bounded table of senders, the least recently logged one replaced);
- * the rest is counted and summed up by on_tick. */
+/* Logs a dropped stanza at most once per sender (bare JID: rotating
+ * resources do not help) per DROP_LOG_MS, from a bounded table of senders
+ * (the least recently logged one replaced), and at most DROP_LOG_LINES
+ * lines per DROP_LOG_MS in all (rotating bare JIDs do not help either).
+ * The rest is counted and summed up by log_drop_summary (on_tick). */
 static void log_dropped(struct xs_conn *c, const struct xs_dropped_info *d)
 {
     const char *from = d->from ? d->from : "(the server)";
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const char *p = from; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the bare JID */
+    for (const char *p = from; *p && *p != '/'; p++) {
+        uint8_t ch = (uint8_t)*p;
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (uint8_t)(ch - 'A' + 'a');
+        h = (h ^ ch) * 1099511628211ull;
+    }
     uint64_t now = now_ms(c) + 1; /* 0 marks a free slot */
     struct drop_seen *slot = NULL, *oldest = &c->drop_seen[0];
     for (size_t i = 0; i < DROP_LOG_SLOTS; i++) {
@@ -1324,6 +1334,14 @@ static void log_dropped(struct xs_conn *c, const struct xs_dropped_info *d)
         c->drops_suppressed++;
         return;
     }
+    if (!c->drop_window_at || now - c->drop_window_at >= DROP_LOG_MS) {
+        c->drop_window_at = now;
+        c->drop_lines = 0;
+    }
+    if (c->drop_lines >= DROP_LOG_LINES) {
+        c->drops_suppressed++;
+        return;
+    }
     uint32_t before = slot ? slot->suppressed : 0;
     if (!slot) {
         slot = oldest;
@@ -1337,6 +1355,11 @@ static void log_dropped(struct xs_conn *c, const struct xs_dropped_info *d)
     GW_LOG(c->log, GW_LOG_WARN, AREA,
            "dropped a <%.32s/> from %.200s: %s (%zu bytes)%s", d->name, from,
            d->reason, d->wire_bytes, more);
+    if (++c->drop_lines == DROP_LOG_LINES)
+        GW_LOG(c->log, GW_LOG_WARN, AREA,
+               "%d lines about dropped stanzas in %d s: further drops are "
+               "counted, and summed up within %d s",
+               DROP_LOG_LINES, DROP_LOG_MS / 1000, DROP_LOG_MS / 1000);
 }
 
 /* Logs how many dropped stanzas went unlogged (called every tick). */
@@ -1349,8 +1372,8 @@ static void log_drop_summary(struct xs_conn *c)
     if (!c->drops_suppressed)
         return;
     GW_LOG(c->log, GW_LOG_WARN, AREA,
-           "%llu more stanza(s) dropped by the parser's limits in the last "
-           "%d s",
+           "%llu more stanza(s) dropped by the parser's limits were not "
+           "logged (suppressed) in the last %d s",
            (unsigned long long)c->drops_suppressed, DROP_LOG_MS / 1000);
     c->drops_suppressed = 0;
 }

@@ -63,6 +63,11 @@ cat >"$tmp/disabled.xml" <<'X'
 	<testcase name="integration.test_off" classname="integration.test_off" time="0" status="disabled"><system-out>Disabled</system-out></testcase>
 </testsuite>
 X
+cat >"$tmp/empty.xml" <<'X'
+<?xml version="1.0" encoding="UTF-8"?>
+<testsuite name="(empty)" tests="0" failures="0" disabled="0" skipped="0" hostname="" time="0" timestamp="2024-01-01T00:00:00">
+</testsuite>
+X
 printf '<testsuite><testcase name="a" status="run">' >"$tmp/broken.xml"
 printf '<?xml version="1.0"?><html/>' >"$tmp/other.xml"
 
@@ -83,6 +88,12 @@ expect "CI=true, no skip: passes quietly" 0 "!did NOT run" \
 [ ! -s "$tmp/err" ] && pass "no skip: nothing printed" || fail "no skip: printed $(cat "$tmp/err")"
 expect "CI=true, a disabled test fails too" 1 "integration.test_off: disabled" \
   -- env CI=true "$chk" "$tmp/disabled.xml"
+expect "CI=true, no test at all: fails" 1 "NO test at all" \
+  -- env CI=true "$chk" "$tmp/empty.xml"
+expect "--strict, no test at all: fails" 1 "CI forbids a run without tests" \
+  -- env -u CI "$chk" --strict "$tmp/empty.xml"
+expect "local run, no test at all: allowed, loudly" 0 "NO test at all" \
+  -- env -u CI "$chk" "$tmp/empty.xml"
 expect "missing report: exit 2" 2 "cannot read" \
   -- env CI=true "$chk" "$tmp/none.xml"
 expect "malformed report: exit 2" 2 "cannot read" -- env -u CI "$chk" "$tmp/broken.xml"
@@ -112,6 +123,9 @@ if cmake -S "$tmp/proj" -B "$tmp/proj/b" >/dev/null 2>&1; then
   ctest --test-dir "$tmp/proj/b" -R passes --output-junit "$tmp/real-ok.xml" >/dev/null 2>&1
   expect "real ctest report without skips, CI=true: passes" 0 "" \
     -- env CI=true "$chk" "$tmp/real-ok.xml"
+  ctest --test-dir "$tmp/proj/b" -R no_such_test --output-junit "$tmp/real-none.xml" >/dev/null 2>&1
+  expect "real ctest report with zero tests, CI=true: fails" 1 "NO test at all" \
+    -- env CI=true "$chk" "$tmp/real-none.xml"
 else
   fail "cmake cannot configure a tiny project"
 fi

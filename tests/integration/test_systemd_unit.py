@@ -107,7 +107,27 @@ def static_checks(tmp):
 
 # ---- 1. the sandbox is in force --------------------------------------------
 
-PROBE = r'''
+# unshare(CLONE_NEWUSER) in a child (it would change the caller's
+# namespace): "ok", the errno name, or "SIGSYS" when seccomp kills it.  An
+# unprivileged process may normally create a user namespace, so this is
+# what RestrictNamespaces= must stop (CLONE_NEWNS needs CAP_SYS_ADMIN and
+# fails for the service user anyway: it would prove nothing).
+USERNS = r'''
+def userns():
+    import ctypes, errno, os, signal
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = os.fork()
+    if pid == 0:
+        r = libc.unshare(0x10000000)  # CLONE_NEWUSER
+        os._exit(0 if r == 0 else min(ctypes.get_errno(), 255))
+    _, st = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(st):
+        return signal.Signals(os.WTERMSIG(st)).name
+    code = os.WEXITSTATUS(st)
+    return "ok" if code == 0 else errno.errorcode.get(code, str(code))
+'''
+
+PROBE = USERNS + r'''
 import ctypes, errno, os, socket, sys
 st = dict(l.split(":", 1) for l in open("/proc/self/status"))
 def g(k): return st[k].split()
@@ -140,8 +160,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap(None, 4096, 7, 0x22, -1, 0)
 out["mmap_wx"] = errno.errorcode.get(ctypes.get_errno())
-libc.unshare(0x20000)
-out["unshare"] = errno.errorcode.get(ctypes.get_errno())
+out["userns"] = userns()
 out["dev"] = sorted(os.listdir("/dev"))
 print(repr(out), flush=True)
 if sys.argv[1:] == ["setuid"]:
@@ -176,7 +195,42 @@ def probe_checks(tmp):
     check(o["home"] == [], "probe: /home empty")
     check(len(o["procs"]) <= 3, f"probe: no other process visible ({o['procs']})")
     check(o["mmap_wx"] == "EPERM", "probe: no writable+executable memory")
-    check(o["unshare"] == "EPERM", "probe: no new namespaces")
+    # Compared with the same call as the same user without the sandbox: a
+    # refusal inside only proves RestrictNamespaces= when it works outside.
+    upath = os.path.join(tmp, "userns.py")
+    with open(upath, "w") as f:
+        f.write(USERNS + "print(userns(), flush=True)\n")
+    os.chmod(upath, 0o644)
+    r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
+                        "--clear-groups", "--inh-caps=-all",
+                        sys.executable, upath],
+                       capture_output=True, text=True, timeout=60)
+    outside = (r.stdout.strip().splitlines() or ["?"])[-1]
+    check(o["userns"] in ("EPERM", "SIGSYS"),
+          f"probe: unshare(CLONE_NEWUSER) refused in the sandbox "
+          f"({o['userns']}; without the sandbox: {outside})")
+    if outside == "ok":
+        # The same sandbox without RestrictNamespaces= lets it through: the
+        # refusal above comes from that setting, not from elsewhere.
+        loose = os.path.join(tmp, "loose.service")
+        with open(UNIT) as f:
+            text = f.read()
+        with open(loose, "w") as f:
+            f.write(text.replace("RestrictNamespaces=yes",
+                                 "RestrictNamespaces=no"))
+        r = subprocess.run(sandboxed([sys.executable, upath], unit=loose,
+                                     ro=[upath]),
+                           capture_output=True, text=True, timeout=60)
+        loose_out = (r.stdout.strip().splitlines() or ["?"])[-1]
+        check(loose_out == "ok",
+              "probe: unshare(CLONE_NEWUSER) works without the sandbox and "
+              "in it with RestrictNamespaces=no "
+              f"({loose_out} {r.stderr.strip()[-200:]})")
+    else:
+        print(f"note: unshare(CLONE_NEWUSER) fails as {USER} even without "
+              f"the sandbox here ({outside} {r.stderr.strip()[-200:]}): the "
+              "namespace check above proves nothing on this machine",
+              flush=True)
     check(not any(d.startswith(("sd", "nvme", "mem", "kmsg", "port"))
                   for d in o["dev"]), f"probe: a closed /dev ({o['dev']})")
     r = subprocess.run(sandboxed([sys.executable, path, "setuid"], ro=[path]),

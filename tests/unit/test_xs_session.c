@@ -589,6 +589,62 @@ static void test_dropped_stanzas(void **state)
     free(e.s);
 }
 
+/* A message over the depth limit from `from`. */
+static void send_deep(struct srv *s, const char *from, int i)
+{
+    char deep[1024];
+    size_t o = (size_t)snprintf(deep, sizeof(deep),
+                                "<message from='%s' id='r%d'>", from, i);
+    for (int k = 0; k < 69; k++)
+        o += (size_t)snprintf(deep + o, sizeof(deep) - o, "<a>");
+    for (int k = 0; k < 69; k++)
+        o += (size_t)snprintf(deep + o, sizeof(deep) - o, "</a>");
+    snprintf(deep + o, sizeof(deep) - o, "</message>");
+    srv_send(s, "%s", deep);
+}
+
+static void script_rotating(struct srv *s)
+{
+    if (!srv_login_tls_auth(s, true) || !srv_bind(s, false))
+        return;
+    char from[128];
+    /* 20 resources of one bare JID (its case varying), then 20 bare JIDs. */
+    for (int i = 0; i < 20; i++) {
+        snprintf(from, sizeof(from), "%s@example.org/r%d",
+                 i % 2 ? "Stranger" : "stranger", i);
+        send_deep(s, from, i);
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(from, sizeof(from), "rot%d@example.org/x", i);
+        send_deep(s, from, 100 + i);
+    }
+    srv_send(s, "<r xmlns='urn:xmpp:sm:3'/>");
+    if (!srv_expect(s, "<a xmlns='urn:xmpp:sm:3' h='40'/>"))
+        return;
+    snprintf(s->session2, sizeof(s->session2), "%s", s->rx);
+}
+
+/* Rotating senders do not defeat the rate limit of the drop log: one line
+ * per bare JID, at most 10 lines per minute in all, then one line saying
+ * the rest is counted (summed up every minute by the tick). */
+static void test_dropped_rotating_senders(void **state)
+{
+    (void)state;
+    struct env e;
+    env_start(&e, script_rotating, 3600000);
+    char *log = env_finish(&e);
+    if (e.s->err[0])
+        fail_msg("server: %s\nlog:\n%s", e.s->err, log);
+    assert_int_equal(e.online, 1);
+    assert_int_equal(e.s->conns, 1);
+    if (count_of(log, "dropped a <") != 10 ||
+        count_of(log, "tranger@example.org/") != 1 ||
+        count_of(log, "further drops are counted") != 1)
+        fail_msg("log:\n%s", log);
+    free(log);
+    free(e.s);
+}
+
 /* ---- SASL failure ----------------------------------------------------- */
 
 static void script_auth_fails(struct srv *s)
@@ -779,6 +835,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dropped_stanzas),
+        cmocka_unit_test(test_dropped_rotating_senders),
         cmocka_unit_test(test_sasl_failure_closes_stream),
         cmocka_unit_test(test_resend_after_failed_resume),
         cmocka_unit_test(test_backoff_sequence),
