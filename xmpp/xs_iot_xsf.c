@@ -530,7 +530,7 @@ static const char *vtype_name(enum gw_iot_vtype t)
     return "string";
 }
 
-static struct xs_stanza *field_element(const struct gw_iot_field *f)
+struct xs_stanza *xs_iot_sd_field(const struct gw_iot_field *f)
 {
     struct xs_stanza *e = xs_stanza_new(vtype_name(f->vtype), XS_NS_IOT_SD);
     if (!e)
@@ -594,14 +594,41 @@ static size_t xml_size(const struct xs_stanza *e)
     return n;
 }
 
+int xs_iot_sd_add(struct xs_iot_sd_node *b, struct xs_stanza *e, int64_t ts_ms,
+                  size_t *markup)
+{
+    size_t added = 0;
+    if (!b->node) {
+        b->node = add(b->fields, "node", NULL);
+        set_attr(b->node, "nodeId", b->node_id);
+        set_attr(b->node, "sourceId", GW_IOT_SOURCE);
+        b->ts = NULL;
+        added += 80 + strlen(b->node_id);
+    }
+    if (!b->ts || b->ts_ms != ts_ms) {
+        char t[40];
+        xs_iot_format_time(ts_ms, t, sizeof(t));
+        b->ts = add(b->node, "timestamp", NULL);
+        set_attr(b->ts, "value", t);
+        b->ts_ms = ts_ms;
+        added += 60;
+    }
+    if (markup)
+        *markup = added;
+    if (!b->ts || xs_stanza_add_child(b->ts, e) != GW_OK) {
+        xs_stanza_free(e);
+        return GW_ENOMEM;
+    }
+    return GW_OK;
+}
+
 /* Builds the <fields> messages of one readout. */
 struct emitter {
     struct xs_iot_xsf *fe;
     const char *to, *seqnr;
-    struct xs_stanza *msg, *fields, *node, *ts;
+    struct xs_stanza *msg;
+    struct xs_iot_sd_node b; /* the node being built in msg */
     size_t size;
-    size_t node_index;
-    int64_t ts_ms;
     size_t sent;
     size_t lost; /* messages refused as too large (a size estimate failed) */
 };
@@ -609,9 +636,9 @@ struct emitter {
 static void em_open_msg(struct emitter *em)
 {
     em->msg = message_to(em->to);
-    em->fields = add(em->msg, "fields", XS_NS_IOT_SD);
-    set_attr(em->fields, "seqnr", em->seqnr);
-    em->node = em->ts = NULL;
+    em->b.fields = add(em->msg, "fields", XS_NS_IOT_SD);
+    set_attr(em->b.fields, "seqnr", em->seqnr);
+    em->b.node = em->b.ts = NULL;
     em->size = CHUNK_SLACK;
 }
 
@@ -620,46 +647,27 @@ static void em_flush(struct emitter *em, bool done)
     if (!em->msg)
         em_open_msg(em);
     if (done)
-        set_attr(em->fields, "done", "true");
+        set_attr(em->b.fields, "done", "true");
     if (send_st(em->fe, em->msg) == GW_ELIMIT)
         em->lost++;
     em->sent++;
-    em->msg = em->fields = em->node = em->ts = NULL;
+    em->msg = em->b.fields = em->b.node = em->b.ts = NULL;
 }
 
 static int em_field(void *ud, const struct gw_iot_field *f)
 {
     struct emitter *em = ud;
-    struct xs_stanza *e = field_element(f);
+    struct xs_stanza *e = xs_iot_sd_field(f);
     if (!e)
         return GW_ENOMEM;
-    size_t sz = xml_size(e);
+    size_t sz = xml_size(e), markup = 0;
     if (em->msg && em->size + sz > em->fe->opts.chunk_max)
         em_flush(em, false);
     if (!em->msg)
         em_open_msg(em);
-    if (!em->node) {
-        const struct gw_iot_node *n = gw_iot_node(em->fe->iot, em->node_index);
-        em->node = add(em->fields, "node", NULL);
-        set_attr(em->node, "nodeId", n->id);
-        set_attr(em->node, "sourceId", GW_IOT_SOURCE);
-        em->ts = NULL;
-        em->size += 80 + strlen(n->id);
-    }
-    if (!em->ts || em->ts_ms != f->ts_ms) {
-        char t[40];
-        xs_iot_format_time(f->ts_ms, t, sizeof(t));
-        em->ts = add(em->node, "timestamp", NULL);
-        set_attr(em->ts, "value", t);
-        em->ts_ms = f->ts_ms;
-        em->size += 60;
-    }
-    if (!em->ts || xs_stanza_add_child(em->ts, e) != GW_OK) {
-        xs_stanza_free(e);
-        return GW_ENOMEM;
-    }
-    em->size += sz;
-    return GW_OK;
+    int rc = xs_iot_sd_add(&em->b, e, f->ts_ms, &markup);
+    em->size += sz + markup;
+    return rc;
 }
 
 static void emit_readout(struct xs_iot_xsf *fe, struct fe_readout *r)
@@ -670,12 +678,13 @@ static void emit_readout(struct xs_iot_xsf *fe, struct fe_readout *r)
     size_t n = gw_iot_readout_count(ro), failed = 0;
     for (size_t i = 0; i < n; i++) {
         int err;
-        em.node_index = gw_iot_readout_node(ro, i, &err, NULL);
+        size_t node = gw_iot_readout_node(ro, i, &err, NULL);
         if (err) {
             failed++;
             continue;
         }
-        em.node = em.ts = NULL;
+        em.b.node_id = gw_iot_node(fe->iot, node)->id;
+        em.b.node = em.b.ts = NULL;
         gw_iot_readout_fields(fe->iot, ro, i, now, em_field, &em);
     }
     if (!failed) {

@@ -106,6 +106,35 @@ void xs_iot_xsf_reset(struct xs_iot_xsf *fe);
 size_t xs_iot_xsf_readouts(const struct xs_iot_xsf *fe);
 size_t xs_iot_xsf_subscriptions(const struct xs_iot_xsf *fe);
 
+/* ---- the XEP-0323 field format, shared by readouts and PubSub events ----
+ *
+ * One format, one parser for subscribers: readouts (<fields> messages)
+ * and PubSub event items (xmpp/xs_pubsub) build the
+ * <node nodeId sourceId><timestamp value>FIELD...</timestamp></node>
+ * subtree with these two calls. */
+
+/* The element of one field (numeric, boolean, string, enum, timeSpan,
+ * dateTime) with its name, category and QoS flags, value, unit (numeric),
+ * dataType (enum) and writable; a top element the caller owns, or NULL
+ * on no memory. */
+struct xs_stanza *xs_iot_sd_field(const struct gw_iot_field *f);
+
+/* A <node> being built under a <fields> element.  Set fields and node_id
+ * (borrowed) and node = ts = NULL to start a node. */
+struct xs_iot_sd_node {
+    struct xs_stanza *fields; /* the parent <fields> */
+    const char *node_id;
+    struct xs_stanza *node, *ts; /* open elements (NULL: none yet) */
+    int64_t ts_ms;               /* of ts */
+};
+
+/* Adds the field element e (taken, also on error) to the node: opens the
+ * <node> when none is open, and a <timestamp> when ts_ms differs from the
+ * open one's.  *markup (may be NULL) gets an estimate of the bytes of
+ * markup opened.  Returns 0 or GW_ENOMEM. */
+int xs_iot_sd_add(struct xs_iot_sd_node *b, struct xs_stanza *e, int64_t ts_ms,
+                  size_t *markup);
+
 /* xs:dateTime (XEP-0082; also the legacy CCYYMMDDThh:mm:ss) to realtime
  * milliseconds.  No zone means local time (XEP-0082).
  * Returns 0 or GW_EPARSE. */
