@@ -101,6 +101,8 @@ struct gw_iot {
     struct hring *hist;        /* per point (history > 0) */
     gw_iot_status_cb status_cb;
     void *status_ud;
+    gw_iot_events_stats_fn events_fn;
+    void *events_ud;
     struct gw_iot_readout *readouts;
     struct gw_iot_control *controls;
     struct gw_iot_readout **completing;
@@ -157,6 +159,13 @@ static enum gw_iot_state unit_state(const struct gw_unit_state *us)
     }
 }
 
+static bool events_stats(const struct gw_iot *iot, size_t link, size_t unit,
+                         struct gw_iot_events_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    return iot->events_fn && iot->events_fn(iot->events_ud, link, unit, st);
+}
+
 static enum gw_iot_state compute_state(const struct gw_iot *iot, size_t node)
 {
     const struct gw_iot_node *n = &iot->nodes[node];
@@ -180,6 +189,9 @@ static enum gw_iot_state compute_state(const struct gw_iot *iot, size_t node)
     for (size_t i = 1; i < iot->n_nodes; i++)
         if (compute_state(iot, i) != GW_IOT_STATE_NONE)
             return GW_IOT_STATE_WARNING;
+    struct gw_iot_events_stats es;
+    if (events_stats(iot, GW_IOT_NONE, GW_IOT_NONE, &es) && es.warning)
+        return GW_IOT_STATE_WARNING;
     return GW_IOT_STATE_NONE;
 }
 
@@ -386,6 +398,18 @@ void gw_iot_free(struct gw_iot *iot)
     free(iot->states);
     free(iot->nodes);
     free(iot);
+}
+
+void gw_iot_set_events_stats_fn(struct gw_iot *iot, gw_iot_events_stats_fn fn,
+                                void *ud)
+{
+    iot->events_fn = fn;
+    iot->events_ud = ud;
+}
+
+void gw_iot_events_changed(struct gw_iot *iot)
+{
+    recheck_states(iot);
 }
 
 void gw_iot_set_status_cb(struct gw_iot *iot, gw_iot_status_cb cb, void *ud)
@@ -595,6 +619,17 @@ size_t gw_iot_node_params(const struct gw_iot *iot, size_t node,
                   iot->n_units);
         add_param(out, cap, &k, "version", "Version", GW_IOT_P_STRING, "%s",
                   FG_VERSION);
+        struct gw_iot_events_stats es;
+        if (events_stats(iot, GW_IOT_NONE, GW_IOT_NONE, &es)) {
+            add_param(out, cap, &k, "eventsPublished", "Events published",
+                      GW_IOT_P_LONG, "%" PRIu64, es.published);
+            add_param(out, cap, &k, "eventErrors", "Event errors",
+                      GW_IOT_P_LONG, "%" PRIu64, es.errors);
+            add_param(out, cap, &k, "eventBacklog", "Event backlog",
+                      GW_IOT_P_LONG, "%" PRIu64, es.backlog);
+            add_param(out, cap, &k, "events", "Events", GW_IOT_P_STRING, "%s",
+                      es.warning ? es.text : "OK");
+        }
         return k;
     }
     const struct cfg_link *cl = &iot->cfg->links[n->link];
@@ -648,6 +683,10 @@ size_t gw_iot_node_params(const struct gw_iot *iot, size_t node,
               us->c.timeouts);
     add_param(out, cap, &k, "exceptions", "Exceptions", GW_IOT_P_LONG,
               "%" PRIu64, us->c.exceptions);
+    struct gw_iot_events_stats es;
+    if (events_stats(iot, n->link, n->unit, &es))
+        add_param(out, cap, &k, "eventsPublished", "Events published",
+                  GW_IOT_P_LONG, "%" PRIu64, es.published);
     return k;
 }
 
@@ -664,6 +703,14 @@ bool gw_iot_node_message(const struct gw_iot *iot, size_t node,
         out->ts_ms = gw_now_ms();
         snprintf(out->text, sizeof(out->text), "link %s is not connected",
                  iot->cfg->links[n->link].name);
+        return true;
+    }
+    if (n->kind == GW_IOT_GATEWAY) {
+        struct gw_iot_events_stats es;
+        if (!events_stats(iot, GW_IOT_NONE, GW_IOT_NONE, &es) || !es.warning)
+            return false;
+        out->ts_ms = gw_now_ms();
+        snprintf(out->text, sizeof(out->text), "events: %.140s", es.text);
         return true;
     }
     if (n->kind != GW_IOT_UNIT)
@@ -892,6 +939,19 @@ static void gateway_fields(const struct gw_iot *iot, struct fctx *c,
     counters(c, &sum, now);
     emit_str(c, "State", GW_IOT_T_STATUS, now, GW_IOT_V_STRING,
              gw_iot_state_name(compute_state(iot, 0)));
+    struct gw_iot_events_stats es;
+    if (events_stats(iot, GW_IOT_NONE, GW_IOT_NONE, &es)) {
+        emit_num(c, "Events published", GW_IOT_T_STATUS, now, "", 0, "%" PRIu64,
+                 es.published);
+        emit_num(c, "Event errors", GW_IOT_T_STATUS, now, "", 0, "%" PRIu64,
+                 es.errors);
+        emit_num(c, "Events in flight", GW_IOT_T_STATUS, now, "", 0, "%" PRIu64,
+                 es.in_flight);
+        emit_num(c, "Event backlog", GW_IOT_T_STATUS, now, "", 0, "%" PRIu64,
+                 es.backlog);
+        emit_str(c, "Events", GW_IOT_T_STATUS, now, GW_IOT_V_STRING,
+                 es.warning ? es.text : "OK");
+    }
 }
 
 static void link_fields(const struct gw_iot *iot, const struct gw_iot_node *n,
@@ -1003,6 +1063,10 @@ static void unit_fields(const struct gw_iot *iot, const struct gw_iot_node *n,
         counters(c, &us->c, now);
         emit_num(c, "RTT", GW_IOT_T_STATUS, now, "ms", 3, "%.3f",
                  us->last_rtt_us / 1000.0);
+        struct gw_iot_events_stats es;
+        if (events_stats(iot, n->link, n->unit, &es))
+            emit_num(c, "Events published", GW_IOT_T_STATUS, now, "", 0,
+                     "%" PRIu64, es.published);
     }
 }
 

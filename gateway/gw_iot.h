@@ -205,6 +205,36 @@ void gw_iot_set_engine(struct gw_iot *iot, struct gw_engine *engine);
 /* One status listener (replaced by a second call; NULL removes it). */
 void gw_iot_set_status_cb(struct gw_iot *iot, gw_iot_status_cb cb, void *ud);
 
+/* ---- events (the PubSub publisher's counters, shown on the nodes) ------ */
+
+struct gw_iot_events_stats {
+    uint64_t published; /* items published (a unit: its own) */
+    uint64_t errors;    /* failed publishes (gateway only) */
+    uint64_t in_flight; /* publishes waiting for an answer (gateway only) */
+    uint64_t backlog;   /* batches waiting to be published (gateway only) */
+    bool warning;       /* publishing stopped (gateway only) */
+    char text[256];     /* the warning, "" when none */
+};
+
+/* Fills *out for the gateway (link == GW_IOT_NONE) or one unit.  Returns
+ * false when that node has no events. */
+typedef bool (*gw_iot_events_stats_fn)(void *ud, size_t link, size_t unit,
+                                       struct gw_iot_events_stats *out);
+
+/* With a stats function (the daemon sets one when events: is on), the
+ * gateway gets the status fields `Events published`, `Event errors`,
+ * `Events in flight`, `Event backlog`, `Events` ("OK" or the warning) and
+ * the parameters eventsPublished, eventErrors, eventBacklog, events; a
+ * publisher warning makes the gateway's state WarningUnsigned with the
+ * warning as its message.  Units get `Events published` and
+ * eventsPublished.  NULL removes it. */
+void gw_iot_set_events_stats_fn(struct gw_iot *iot, gw_iot_events_stats_fn fn,
+                                void *ud);
+
+/* The publisher's state changed (warning set or cleared): node states are
+ * computed again and changes reported to the status listener. */
+void gw_iot_events_changed(struct gw_iot *iot);
+
 /* Access level of a JID (bare or full) under the access: section. */
 enum gw_access_level gw_iot_access(const struct gw_iot *iot, const char *jid);
 

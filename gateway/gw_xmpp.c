@@ -8,9 +8,12 @@
 
 #include "gw_access.h"
 #include "gw_err.h"
+#include "gw_events.h"
 #include "gw_iot.h"
 #include "xs_conn.h"
 #include "xs_iot_xsf.h"
+#include "xs_jid.h"
+#include "xs_pubsub.h"
 
 struct gw_xmpp {
     uv_loop_t *loop;
@@ -21,6 +24,9 @@ struct gw_xmpp {
     struct xs_conn *conn;
     struct gw_iot *iot;
     struct xs_iot_xsf *fe;
+    struct gw_events *events; /* with events: only */
+    struct xs_pubsub *pubsub; /* with events: only */
+    int closing;              /* closes still to come (session, events) */
     void (*closed_cb)(void *ud);
     void *closed_ud;
 };
@@ -77,12 +83,98 @@ static void on_online(void *ud, const char *full_jid, bool resumed)
      * (XEP-0326 subscriptions last only while both sides are present). */
     if (!resumed && x->fe)
         xs_iot_xsf_reset(x->fe);
+    /* Nodes are checked at every login, resumed or not (a resumption
+     * failed the publishes in flight; the snapshot after the checks
+     * publishes every unit's current values again). */
+    if (x->pubsub) {
+        char bare[XS_JID_MAX + 1];
+        if (xs_jid_bare_of(full_jid, bare, sizeof(bare)) != GW_OK)
+            snprintf(bare, sizeof(bare), "%s", x->cfg->xmpp.jid);
+        xs_pubsub_online(x->pubsub, bare);
+    }
 }
 
 static void on_offline(void *ud, int err)
 {
-    (void)ud;
+    struct gw_xmpp *x = ud;
     (void)err;
+    if (x->pubsub)
+        xs_pubsub_offline(x->pubsub);
+}
+
+/* ---- events: gw_events -> xs_pubsub, stats -> gw_iot -------------------- */
+
+static bool src_take(void *ud, struct gw_events_batch *out)
+{
+    return gw_events_take(ud, out);
+}
+
+static void src_snapshot(void *ud)
+{
+    gw_events_snapshot(ud);
+}
+
+static size_t src_backlog(void *ud)
+{
+    struct gw_events_stats st;
+    gw_events_get_stats(ud, &st);
+    return st.backlog;
+}
+
+static void on_events_ready(void *ud)
+{
+    struct gw_xmpp *x = ud;
+    if (x->pubsub)
+        xs_pubsub_ready(x->pubsub);
+}
+
+static bool events_stats(void *ud, size_t link, size_t unit,
+                         struct gw_iot_events_stats *out)
+{
+    struct gw_xmpp *x = ud;
+    if (!x->pubsub)
+        return false;
+    if (link != GW_IOT_NONE) {
+        out->published = xs_pubsub_unit_published(x->pubsub, link, unit);
+        return true;
+    }
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(x->pubsub, &st);
+    out->published = st.published;
+    out->errors = st.errors;
+    out->in_flight = st.in_flight;
+    out->backlog = st.backlog;
+    out->warning = st.state == XS_PUBSUB_WARNING;
+    snprintf(out->text, sizeof(out->text), "%s", st.text);
+    return true;
+}
+
+static void on_pubsub_state(void *ud)
+{
+    struct gw_xmpp *x = ud;
+    if (x->iot)
+        gw_iot_events_changed(x->iot);
+}
+
+static int events_new(struct gw_xmpp *x)
+{
+    int rc = gw_events_new(x->loop, x->cfg, x->store, x->log, on_events_ready,
+                           x, &x->events);
+    if (rc != GW_OK)
+        return rc;
+    struct xs_pubsub_source src = {
+        .take = src_take,
+        .snapshot = src_snapshot,
+        .backlog = src_backlog,
+        .ud = x->events,
+    };
+    rc = xs_pubsub_new(x->cfg, x->iot, &src, x->log, &x->pubsub);
+    if (rc != GW_OK)
+        return rc;
+    xs_pubsub_attach(x->pubsub, x->conn);
+    xs_pubsub_set_state_cb(x->pubsub, on_pubsub_state, x);
+    gw_iot_set_events_stats_fn(x->iot, events_stats, x);
+    return GW_OK;
 }
 
 static void on_stanza(void *ud, const struct xs_stanza *st)
@@ -175,13 +267,21 @@ int gw_xmpp_new(uv_loop_t *loop, const struct cfg *cfg, struct gw_store *store,
         rc = xs_iot_xsf_new(x->iot, NULL, NULL, log, &fo, &x->fe);
     if (rc == GW_OK)
         rc = xs_iot_xsf_attach(x->fe, x->conn);
+    if (rc == GW_OK && cfg->events.present)
+        rc = events_new(x);
     if (rc != GW_OK) {
+        /* gw_events closes a timer: free the rest once it is closed. */
+        xs_pubsub_free(x->pubsub);
+        x->pubsub = NULL;
         xs_iot_xsf_free(x->fe);
         gw_iot_free(x->iot);
         x->fe = NULL;
         x->iot = NULL;
         xs_conn_free(x->conn, NULL, NULL);
-        free(x);
+        if (x->events)
+            gw_events_free(x->events, free, x);
+        else
+            free(x);
         return rc;
     }
     *out = x;
@@ -193,9 +293,11 @@ int gw_xmpp_start(struct gw_xmpp *x)
     return xs_conn_start(x->conn);
 }
 
-static void on_conn_closed(void *ud)
+static void on_part_closed(void *ud)
 {
     struct gw_xmpp *x = ud;
+    if (--x->closing > 0)
+        return;
     void (*cb)(void *) = x->closed_cb;
     void *cud = x->closed_ud;
     free(x);
@@ -214,9 +316,20 @@ void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
      * orphaned safely). */
     struct xs_iot_xsf *fe = x->fe;
     struct gw_iot *iot = x->iot;
+    struct xs_pubsub *ps = x->pubsub;
+    struct gw_events *ev = x->events;
     x->fe = NULL;
     x->iot = NULL;
-    xs_conn_free(x->conn, on_conn_closed, x);
+    x->pubsub = NULL;
+    x->events = NULL;
+    x->closing = ev ? 2 : 1;
+    /* The publisher first (its requests in the session are orphaned and
+     * fail harmlessly when the session closes), then the change detection
+     * (its store listener and timer), then the session. */
+    xs_pubsub_free(ps);
+    if (ev)
+        gw_events_free(ev, on_part_closed, x);
+    xs_conn_free(x->conn, on_part_closed, x);
     xs_iot_xsf_free(fe);
     gw_iot_free(iot);
 }
