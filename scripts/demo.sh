@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, on a fresh Debian 12 machine: install what is missing, build
 # fieldgate, start a private Prosody (loopback, its own CA) and the Modbus
-# simulator, run fieldgate against both, then read every device and send a
-# control command from a real XMPP client (slixmpp), and show the result.
+# simulator, run fieldgate against both, then read every device, send a
+# control command and follow value changes as PubSub events from a real XMPP
+# client (slixmpp), and show the result.
 #
 #   scripts/demo.sh           run the demo, then stop everything it started
 #   scripts/demo.sh --keep    leave it running (then: scripts/demo.sh --stop)
@@ -60,7 +61,8 @@ done
 $PY tests/fixtures/prosody.py start --dir "$DEMO/prosody" \
   --user "gateway:$(cat "$DEMO/gateway.password")" \
   --user "operator:$(cat "$DEMO/operator.password")" \
-  --user "visitor:$(cat "$DEMO/visitor.password")" >/dev/null
+  --user "visitor:$(cat "$DEMO/visitor.password")" \
+  --pubsub-admin "gateway@fieldgate.test" >/dev/null
 # shellcheck disable=SC1091
 . "$DEMO/prosody/env.sh"
 
@@ -87,7 +89,7 @@ $PY scripts/demo/client.py "$DEMO" "gateway@$FG_XMPP_DOMAIN/plant" 42.5
 
 echo
 echo "== what fieldgate logged"
-grep -E "notice|warn|error|write " "$DEMO/fieldgate.log" | sed 's/^/   /' | tail -12
+grep -E "notice|warn|error|write |events:" "$DEMO/fieldgate.log" | sed 's/^/   /' | tail -12
 if [ -n "$KEEP" ]; then
   echo
   echo "The demo is still running (files in $DEMO)."

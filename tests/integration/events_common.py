@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from iot_common import (SOURCE, BUILD, Checks, log, readout, stop,  # noqa: E402,F401

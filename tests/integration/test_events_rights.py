@@ -14,7 +14,6 @@ them.
    gateway logs in again; the map is reloaded (SIGHUP).  Then the nodes
    exist and a subscriber receives events with increasing values.
 Exit 77 when Prosody is unavailable."""
-import asyncio
 import os
 import sys
 import time
