@@ -180,6 +180,17 @@ static void stop(struct gw_daemon *d, const char *why)
     services_down(d);
 }
 
+/* The map's warnings (valid, but probably not what was meant), one log
+ * line each, as `fieldgate check` prints them. */
+static void log_map_warnings(const struct gw_daemon *d, const struct cfg *cfg)
+{
+    const struct cfg_errors *w = &cfg->warnings;
+    for (size_t i = 0; i < w->n; i++)
+        GW_LOG(d->log, GW_LOG_WARN, "config", "%s:%u:%u: %s: warning: %s",
+               w->file ? w->file : d->cfg_path, w->items[i].mark.line,
+               w->items[i].mark.col, w->items[i].path, w->items[i].message);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct gw_daemon *d = h->data;
@@ -209,6 +220,7 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     cfg_errors_close(&errs);
     GW_LOG(d->log, GW_LOG_NOTICE, AREA, "reloading %s", d->cfg_path);
+    log_map_warnings(d, cfg);
     d->next_cfg = cfg;
     services_down(d);
 }
@@ -227,6 +239,7 @@ int gw_daemon_run(const char *cfg_path, struct gw_log *log)
     int rc = gw_cli_load_map(cfg_path, &d.cfg);
     if (rc != GW_OK)
         return 1;
+    log_map_warnings(&d, d.cfg);
     signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&d.loop);
     uv_signal_init(&d.loop, &d.sig_int);

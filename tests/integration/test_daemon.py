@@ -42,6 +42,51 @@ def map_text(port, units):
     return "\n".join(lines) + "\n"
 
 
+def map_warnings(work, port):
+    """A valid map with a warning (a domain among the readers of whitelisted
+    event nodes): the daemon logs it at start, as `fieldgate check` prints
+    it.  The XMPP server is a closed loopback port: nothing else matters."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = s.getsockname()[1]
+    s.close()
+    path = os.path.join(work, "warn.yaml")
+    with open(path, "w") as f:
+        f.write(map_text(port, [("m1", 1)]) + (
+            "xmpp:\n  jid: gw@fieldgate.test\n  password: x\n"
+            "  host: 127.0.0.1\n  port: %d\n"
+            "access:\n  readers: [viewer@fieldgate.test, fieldgate.test]\n"
+            "events:\n  service: pubsub.fieldgate.test\n" % closed))
+    log_path = os.path.join(work, "warn.log")
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    with open(log_path, "w") as logf:
+        gw = subprocess.Popen([os.path.join(BUILD, "fieldgate"), "run", "-c",
+                               path], stdout=logf, stderr=subprocess.STDOUT,
+                              env=env)
+    seen = ""
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with open(log_path) as f:
+                seen = f.read()
+            if "warning:" in seen or gw.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        gw.send_signal(signal.SIGTERM)
+        try:
+            gw.wait(20)
+        except subprocess.TimeoutExpired:
+            gw.kill()
+            gw.wait()
+    line = next((ln for ln in seen.splitlines() if "warning:" in ln), "")
+    check("map warning logged at start, with file:line:col and key",
+          "domains cannot be whitelisted" in line and
+          re.search(r"warn\.yaml:\d+:\d+: access\.readers\[1\]", line),
+          seen[-1500:])
+
+
 def main():
     work = tempfile.mkdtemp(prefix="fg-daemon-")
     sim = subprocess.Popen([os.path.join(BUILD, "fieldgate-sim"), "--tcp",
@@ -132,6 +177,7 @@ def main():
             text = f.read()
         check("no sanitizer report", "Sanitizer" not in text
               and "runtime error" not in text, text[-2000:])
+        map_warnings(work, port)
     finally:
         if gw.poll() is None:
             gw.kill()
