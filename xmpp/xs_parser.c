@@ -6,12 +6,20 @@
  * longjmp or abort: a failure records the error, stops libxml2 with
  * xmlStopParser, and every handler returns at once while p->stopped.
  *
- * A stanza that breaks a per-stanza limit is skipped, not fatal: the
- * handlers only count levels until its end tag, then report it dropped.
- * When libxml2's name dictionary has grown past max_names at the end of a
- * stanza, the context is replaced ("recycled") at that boundary: the bytes
- * libxml2 had not parsed yet are copied out before it is stopped, and fed,
- * after a synthetic copy of the stream header, to the new context. */
+ * Every byte goes through a small constant-memory scanner (scan()) before
+ * libxml2 gets it.  The scanner knows where each top-level element begins
+ * and ends (tags, depth, quoted attribute values, CDATA), so input reaches
+ * libxml2 in pieces that end exactly at the end of a top-level element,
+ * and never more than max_stanza_bytes of one element.
+ *
+ * A stanza that breaks a per-stanza limit is skipped, not fatal: libxml2
+ * is stopped and its context freed, the scanner alone finds the end of the
+ * element (in constant memory, whatever its size), the element is reported
+ * dropped, and a new libxml2 context continues from there.  A new context
+ * ("recycling") is also started at the end of a stanza when libxml2's name
+ * dictionary has grown past max_names.  A new context is fed a synthetic
+ * copy of the stream header first; since pieces end at element ends, no
+ * byte libxml2 was given is ever lost. */
 #include "xs_parser.h"
 
 #include <libxml/parser.h>
@@ -36,6 +44,66 @@
  * stanza_dropped). */
 struct capture {
     char *name, *ns, *id, *from, *to, *type;
+    bool valid; /* captured from libxml2's report of the start tag */
+};
+
+/* ---- the scanner's state (see scan()) ---- */
+enum sc_state {
+    SC_TEXT,  /* character data, or before/between elements */
+    SC_LT,    /* after '<' */
+    SC_NAME,  /* the name of a start tag */
+    SC_TAG,   /* in a start tag, outside attribute values */
+    SC_VALUE, /* in a quoted attribute value */
+    SC_ETAG,  /* in an end tag */
+    SC_BANG,  /* after "<!": matching "[CDATA[" */
+    SC_CDATA, /* in a CDATA section */
+    SC_PI,    /* in the XML declaration (before the stream element) */
+    SC_LOST,  /* input libxml2 rejects: no more events, libxml2 reports it */
+};
+
+enum sc_event {
+    EV_NONE,
+    EV_TOP_END,  /* a top-level element ended with the last byte scanned */
+    EV_OVERSIZE, /* the next byte would take one past max_stanza_bytes */
+    EV_ERROR,    /* malformed input in a skipped stanza (failed) */
+};
+
+/* Attribute values of a top-level start tag kept by the scanner. */
+enum { SL_ID, SL_FROM, SL_TO, SL_TYPE, SL_XMLNS, SL_XMLNS_PFX, SL_N };
+#define SC_NAME_MAX 1023u /* element name kept (longer: unknown) */
+#define SC_ATTR_MAX 63u   /* attribute name compared (longer: other) */
+
+struct sc_slot {
+    size_t len;
+    bool set;  /* its closing quote was seen */
+    bool over; /* longer than XS_PARSER_INFO_MAX bytes on the wire */
+    char v[XS_PARSER_INFO_MAX + 1];
+};
+
+struct scanner {
+    enum sc_state st;
+    size_t pos;          /* bytes scanned since the stream began */
+    size_t depth;        /* open elements, the stream element included */
+    size_t lt;           /* position of the last '<' */
+    size_t st_start;     /* position of the current top-level element's '<' */
+    size_t wire;         /* size of the last top-level element that ended */
+    bool in_top;         /* inside a top-level element */
+    bool top_tag;        /* the start tag being scanned is a top-level one */
+    bool slash;          /* '/' seen in a start tag: '>' must follow */
+    bool lost_forbidden; /* SC_LOST for restricted XML (else malformed) */
+    char quote;          /* of the attribute value being scanned */
+    unsigned k;          /* progress in "[CDATA[", "]]>" or "?>" */
+    /* The top-level start tag (for stanza_dropped when libxml2 never saw
+     * it complete: a start tag longer than max_stanza_bytes). */
+    char name[SC_NAME_MAX + 1];
+    size_t name_len;
+    bool name_over;
+    char an[SC_ATTR_MAX + 1]; /* the attribute name being scanned */
+    size_t an_len;
+    int an_state; /* 0 none, 1 reading a name, 2 the name ended */
+    bool an_over;
+    int slot; /* SL_* of the value being scanned, -1 none */
+    struct sc_slot slots[SL_N];
 };
 
 struct xs_parser {
@@ -54,7 +122,7 @@ struct xs_parser {
     unsigned level;        /* open elements, the stream included */
     struct xs_stanza *top; /* the stanza being built */
     struct xs_stanza *cur; /* its innermost open element */
-    size_t fed;            /* bytes given to this ctxt */
+    size_t fed;            /* bytes given to this ctxt (header included) */
     size_t stop_pos;       /* ctxt position when a reset was requested */
     bool stopped;          /* no more SAX work for this ctxt */
     bool in_feed;          /* xs_parser_feed is on the stack */
@@ -68,21 +136,22 @@ struct xs_parser {
     size_t discarded;
 
     /* The current top-level element. */
-    size_t st_start;    /* ctxt position of its '<' */
     size_t st_elements; /* elements so far */
     size_t dict_base;   /* dictionary size when it began */
-    size_t boundary;    /* ctxt position where the last one ended */
-    bool skipping;      /* a limit was hit: skip to its end */
+    bool skipping;      /* a limit was hit: the scanner skips to its end */
+    bool top_ended;     /* libxml2 delivered one during the last piece */
     enum xs_parser_limit skip_limit;
     char skip_reason[96];
     struct capture cap;
+    struct scanner sc;
 
     /* Context recycling. */
     struct xs_buf header; /* synthetic stream header for a new context */
     bool replaying;       /* the synthetic header is being parsed */
-    bool recycle_pending; /* stopped at a boundary to recycle */
-    char *carry;          /* unparsed bytes copied out at that boundary */
-    size_t carry_len;
+    bool recycle_pending; /* recycle at the end of this piece */
+    char **hdr_ns;        /* the stream's declarations: prefix (NULL for
+                             the default), URI, ... (decoded) */
+    size_t hdr_n;         /* pairs in hdr_ns */
 
     struct xs_parser_stats stats;
 };
@@ -246,28 +315,6 @@ static size_t pos_now(const struct xs_parser *p)
 {
     long v = p->ctxt ? xmlByteConsumed(p->ctxt) : -1;
     return v > 0 ? (size_t)v : 0;
-}
-
-/* The position of the '<' of the start tag being reported.  libxml2 reports
- * a start tag with the input at its '>' (or "/>"), and no '<' can occur
- * inside a start tag, so it is the last '<' before that.  (libxml2 never
- * shrinks its buffer past the '<' of a tag it is parsing; if it ever did,
- * the end of the previous element is used: the whitespace between them is
- * then counted too.) */
-static size_t tag_start(const struct xs_parser *p)
-{
-    size_t pos = pos_now(p);
-    xmlParserInputPtr in = p->ctxt->input;
-    if (in && in->base && in->cur && in->cur >= in->base) {
-        for (const xmlChar *c = in->cur; c > in->base;) {
-            c--;
-            if (*c == '<') {
-                size_t back = (size_t)(in->cur - c);
-                return back <= pos ? pos - back : 0;
-            }
-        }
-    }
-    return p->boundary;
 }
 
 static size_t dict_size(const struct xs_parser *p)
@@ -484,11 +531,38 @@ static int header_value(struct xs_buf *b, const xmlChar *v)
     return rc;
 }
 
+static void hdr_ns_clear(struct xs_parser *p)
+{
+    for (size_t i = 0; i < 2 * p->hdr_n; i++)
+        free(p->hdr_ns[i]);
+    free(p->hdr_ns);
+    p->hdr_ns = NULL;
+    p->hdr_n = 0;
+}
+
 /* Writes "<P:stream xmlns:P='...' xmlns='...' ...>" with the stream's
- * namespace declarations, for a recycled context. */
+ * namespace declarations, for a recycled context, and keeps them (for the
+ * namespace of a dropped element that libxml2 never reported). */
 static int save_header(struct xs_parser *p, const xmlChar *local,
                        const xmlChar *prefix, int nb_ns, const xmlChar **nss)
 {
+    hdr_ns_clear(p);
+    p->hdr_ns = calloc(2 * (size_t)nb_ns + 1, sizeof(char *));
+    if (!p->hdr_ns)
+        return GW_ENOMEM;
+    for (int i = 0; i < nb_ns; i++) {
+        const xmlChar *pfx = nss[2 * i], *u = nss[2 * i + 1];
+        char **pair = p->hdr_ns + 2 * p->hdr_n;
+        pair[0] = pfx ? strdup((const char *)pfx) : NULL;
+        pair[1] = dup_decoded(u ? u : BAD_CAST "", xlen(u));
+        if ((pfx && !pair[0]) || !pair[1]) {
+            free(pair[0]);
+            free(pair[1]);
+            pair[0] = pair[1] = NULL;
+            continue; /* not kept: a dropped element may get "" */
+        }
+        p->hdr_n++;
+    }
     struct xs_buf *b = &p->header;
     xs_buf_close(b);
     xs_buf_init(b, p->hard_bytes + 4 * XS_PARSER_PIECE);
@@ -536,6 +610,7 @@ static void capture(struct xs_parser *p, const xmlChar *local,
 {
     struct capture *c = &p->cap;
     capture_clear(c);
+    c->valid = true;
     c->name = dup_decoded(local, xlen(local));
     c->ns = dup_decoded(uri ? uri : BAD_CAST "", xlen(uri));
     for (int i = 0; i < nb_attrs; i++) {
@@ -553,10 +628,22 @@ static void capture(struct xs_parser *p, const xmlChar *local,
     }
 }
 
+/* Frees the libxml2 context of a stanza being skipped (never from inside
+ * libxml2). */
+static void abandon_ctxt(struct xs_parser *p)
+{
+    if (p->ctxt) {
+        xmlFreeParserCtxt(p->ctxt);
+        p->ctxt = NULL;
+    }
+    p->stopped = false;
+}
+
 static void skip(struct xs_parser *p, enum xs_parser_limit limit,
                  const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Drops the stanza being built: the rest of it is only counted. */
+/* Drops the stanza being built: libxml2 is stopped (from a SAX handler:
+ * push() then frees its context) and the scanner finds the end. */
 static void skip(struct xs_parser *p, enum xs_parser_limit limit,
                  const char *fmt, ...)
 {
@@ -569,50 +656,454 @@ static void skip(struct xs_parser *p, enum xs_parser_limit limit,
     xs_stanza_free(p->top);
     p->top = NULL;
     p->cur = NULL;
+    halt(p);
 }
 
-/* A top-level element ended (delivered or dropped): starts a new libxml2
- * context at this boundary when the dictionary is too big.  The unparsed
- * bytes are copied out first (xmlStopParser discards them). */
+/* A top-level element ended (delivered or dropped).  When the dictionary
+ * is too big, push() starts a new libxml2 context at this boundary (the
+ * end of the piece it handed over). */
 static void stanza_done(struct xs_parser *p)
 {
     capture_clear(&p->cap);
     p->skipping = false;
-    p->boundary = pos_now(p);
-    if (p->stopped || !p->ctxt || dict_size(p) <= p->max_names) {
-        p->dict_base = dict_size(p);
+    if (!p->ctxt)
         return;
+    if (!p->stopped && dict_size(p) > p->max_names)
+        p->recycle_pending = true;
+    p->dict_base = dict_size(p);
+}
+
+/* ---- the scanner -----------------------------------------------------------
+ * A tokenizer with constant memory that runs over every byte before
+ * libxml2 gets it: tags, depth, quoted attribute values (which may hold
+ * '>'), CDATA sections (which may hold tags), self-closing tags.  While
+ * libxml2 runs, the scanner only finds where pieces end, and anything it
+ * does not model (comments, processing instructions, DTDs, malformed
+ * tags) makes it give up (SC_LOST): libxml2 rejects all of it.  While a
+ * stanza is skipped, libxml2 is not running, so the scanner fails the
+ * stream on such input itself (no server forwards it). */
+
+static bool sc_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int sc_bad(struct xs_parser *p, bool forbidden, const char *what)
+{
+    if (!p->skipping) {
+        p->sc.st = SC_LOST;
+        p->sc.lost_forbidden = forbidden;
+        return EV_NONE;
     }
-    xmlParserInputPtr in = p->ctxt->input;
-    size_t rest =
-        in && in->cur && in->end > in->cur ? (size_t)(in->end - in->cur) : 0;
-    if (rest != p->fed - p->boundary) {
-        /* Not what libxml2 2.9.14 does; never guess which bytes follow. */
-        fail(p, GW_EIO, "internal-server-error",
-             "cannot restart the parser (%zu of %zu bytes)", rest,
-             p->fed - p->boundary);
+    if (forbidden)
+        fail(p, GW_EFORBIDDEN, "restricted-xml", "%s not allowed", what);
+    else
+        fail(p, GW_EPARSE, "not-well-formed", "not well-formed: %s", what);
+    return EV_ERROR;
+}
+
+static void sc_capture_reset(struct scanner *s)
+{
+    s->name_len = 0;
+    s->name_over = false;
+    s->an_state = 0;
+    s->slot = -1;
+    for (int i = 0; i < SL_N; i++) {
+        s->slots[i].len = 0;
+        s->slots[i].set = s->slots[i].over = false;
+    }
+}
+
+static bool sc_an_is(const struct scanner *s, const char *name)
+{
+    size_t n = strlen(name);
+    return s->an_len == n && memcmp(s->an, name, n) == 0;
+}
+
+/* The slot for the value of the attribute just named in a top-level start
+ * tag, or -1. */
+static int sc_slot_for(struct scanner *s)
+{
+    if (s->an_over || s->an_state == 0)
+        return -1;
+    int sl = sc_an_is(s, "id")      ? SL_ID
+             : sc_an_is(s, "from")  ? SL_FROM
+             : sc_an_is(s, "to")    ? SL_TO
+             : sc_an_is(s, "type")  ? SL_TYPE
+             : sc_an_is(s, "xmlns") ? SL_XMLNS
+                                    : -1;
+    const char *colon = s->name_over ? NULL : memchr(s->name, ':', s->name_len);
+    if (sl < 0 && colon && s->an_len > 6 && memcmp(s->an, "xmlns:", 6) == 0 &&
+        s->an_len - 6 == (size_t)(colon - s->name) &&
+        memcmp(s->an + 6, s->name, s->an_len - 6) == 0)
+        sl = SL_XMLNS_PFX;
+    if (sl < 0 || s->slots[sl].set || s->slots[sl].len)
+        return -1; /* the first one counts (a duplicate is malformed) */
+    return sl;
+}
+
+static int sc_top_end(struct scanner *s)
+{
+    s->in_top = false;
+    s->wire = s->pos - s->st_start;
+    return EV_TOP_END;
+}
+
+static int sc_close(struct xs_parser *p)
+{
+    struct scanner *s = &p->sc;
+    s->st = SC_TEXT;
+    if (s->depth == 0)
+        return sc_bad(p, false, "end tag outside the stream");
+    s->depth--;
+    if (s->depth == 1 && s->in_top)
+        return sc_top_end(s);
+    if (s->depth == 0)
+        s->st = SC_LOST; /* </stream:stream>: libxml2 does the rest */
+    return EV_NONE;
+}
+
+static int sc_tag_end(struct xs_parser *p, bool empty)
+{
+    struct scanner *s = &p->sc;
+    s->st = SC_TEXT;
+    s->slash = false;
+    if (!empty) {
+        s->depth++;
+        return EV_NONE;
+    }
+    if (s->depth == 0) {
+        s->st = SC_LOST; /* <stream:stream/> */
+        return EV_NONE;
+    }
+    return s->top_tag ? sc_top_end(s) : EV_NONE;
+}
+
+/* One byte (already counted in s->pos). */
+static int sc_byte(struct xs_parser *p, unsigned char c)
+{
+    struct scanner *s = &p->sc;
+    switch (s->st) {
+    case SC_TEXT:
+        if (c == '<') {
+            s->lt = s->pos - 1;
+            s->st = SC_LT;
+        }
+        return EV_NONE;
+    case SC_LT:
+        if (c == '/') {
+            s->st = SC_ETAG;
+            s->k = 0;
+            return EV_NONE;
+        }
+        if (c == '!') {
+            s->st = SC_BANG;
+            s->k = 0;
+            return EV_NONE;
+        }
+        if (c == '?') {
+            if (s->depth > 0)
+                return sc_bad(p, true, "processing instruction");
+            s->st = SC_PI;
+            s->k = 0;
+            return EV_NONE;
+        }
+        if (c < 0x20 || sc_space(c) || c == '>' || c == '<' || c == '=' ||
+            c == '\'' || c == '"')
+            return sc_bad(p, false, "'<' not followed by a name");
+        s->st = SC_NAME;
+        s->slash = false;
+        s->top_tag = s->depth == 1;
+        if (s->top_tag) {
+            s->in_top = true;
+            s->st_start = s->lt;
+            sc_capture_reset(s);
+            s->name[s->name_len++] = (char)c;
+        }
+        return EV_NONE;
+    case SC_NAME:
+        if (sc_space(c)) {
+            s->st = SC_TAG;
+            s->an_state = 0;
+            return EV_NONE;
+        }
+        if (c == '/') {
+            s->st = SC_TAG;
+            s->slash = true;
+            return EV_NONE;
+        }
+        if (c == '>')
+            return sc_tag_end(p, false);
+        if (c == '<' || c == '=' || c == '\'' || c == '"')
+            return sc_bad(p, false, "bad element name");
+        if (s->top_tag) {
+            if (s->name_len < SC_NAME_MAX)
+                s->name[s->name_len++] = (char)c;
+            else
+                s->name_over = true;
+        }
+        return EV_NONE;
+    case SC_TAG:
+        if (s->slash)
+            return c == '>' ? sc_tag_end(p, true)
+                            : sc_bad(p, false, "'/' not followed by '>'");
+        if (c == '>')
+            return sc_tag_end(p, false);
+        if (c == '/') {
+            s->slash = true;
+            return EV_NONE;
+        }
+        if (c == '\'' || c == '"') {
+            s->quote = (char)c;
+            s->st = SC_VALUE;
+            s->slot = s->top_tag ? sc_slot_for(s) : -1;
+            s->an_state = 0;
+            return EV_NONE;
+        }
+        if (c == '<')
+            return sc_bad(p, false, "'<' in a tag");
+        if (sc_space(c) || c == '=') {
+            if (s->an_state == 1)
+                s->an_state = 2;
+            return EV_NONE;
+        }
+        if (!s->top_tag)
+            return EV_NONE;
+        if (s->an_state != 1) {
+            s->an_state = 1;
+            s->an_len = 0;
+            s->an_over = false;
+        }
+        if (s->an_len < SC_ATTR_MAX)
+            s->an[s->an_len++] = (char)c;
+        else
+            s->an_over = true;
+        return EV_NONE;
+    case SC_VALUE:
+        if (c == (unsigned char)s->quote) {
+            s->st = SC_TAG;
+            if (s->slot >= 0)
+                s->slots[s->slot].set = true;
+            s->slot = -1;
+            return EV_NONE;
+        }
+        if (c == '<')
+            return sc_bad(p, false, "'<' in an attribute value");
+        if (s->slot >= 0) {
+            struct sc_slot *sl = &s->slots[s->slot];
+            if (sl->len < XS_PARSER_INFO_MAX)
+                sl->v[sl->len++] = (char)c;
+            else
+                sl->over = true;
+        }
+        return EV_NONE;
+    case SC_ETAG: /* Name S? '>': k is 0 before the name, 1 in it, 2 after */
+        if (c == '>' && s->k > 0)
+            return sc_close(p);
+        if (sc_space(c) && s->k > 0) {
+            s->k = 2;
+            return EV_NONE;
+        }
+        if (s->k == 2 || c < 0x20 || sc_space(c) || c == '>' || c == '<' ||
+            c == '=' || c == '\'' || c == '"' || c == '/')
+            return sc_bad(p, false, "malformed end tag");
+        s->k = 1;
+        return EV_NONE;
+    case SC_BANG:
+        if (c == (unsigned char)"[CDATA["[s->k]) {
+            if (++s->k == 7) {
+                s->st = SC_CDATA;
+                s->k = 0;
+            }
+            return EV_NONE;
+        }
+        return s->k == 0 ? sc_bad(p, true, "comment or declaration")
+                         : sc_bad(p, false, "bad CDATA section");
+    case SC_CDATA:
+        if (c == ']') {
+            if (s->k < 2)
+                s->k++;
+        } else if (c == '>' && s->k == 2) {
+            s->st = SC_TEXT;
+            s->k = 0;
+        } else {
+            s->k = 0;
+        }
+        return EV_NONE;
+    case SC_PI:
+        if (c == '>' && s->k == 1)
+            s->st = SC_TEXT;
+        s->k = c == '?';
+        return EV_NONE;
+    case SC_LOST:
+        return EV_NONE;
+    }
+    return EV_NONE;
+}
+
+/* Scans in[0..len) and stops after the byte that ends a top-level element
+ * (EV_TOP_END), before the byte that would make one longer than
+ * max_stanza_bytes while it is not being skipped (EV_OVERSIZE), or on an
+ * error (EV_ERROR).  Returns the bytes scanned. */
+static size_t scan(struct xs_parser *p, const char *in, size_t len, int *ev)
+{
+    struct scanner *s = &p->sc;
+    *ev = EV_NONE;
+    for (size_t i = 0; i < len; i++) {
+        if (s->st == SC_LOST) {
+            s->pos += len - i;
+            return len;
+        }
+        if (s->in_top && !p->skipping &&
+            s->pos + 1 - s->st_start > p->max_bytes) {
+            *ev = EV_OVERSIZE;
+            return i;
+        }
+        s->pos++;
+        int e = sc_byte(p, (unsigned char)in[i]);
+        if (e != EV_NONE) {
+            *ev = e;
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+/* Decodes an attribute value from the wire (the 5 predefined entities,
+ * character references, line ends and TAB/LF/CR normalized): a new
+ * string, or NULL (malformed, not valid UTF-8, too long, no memory). */
+static char *sc_decode(const char *raw, size_t len)
+{
+    char *out = malloc(len + 1); /* decoding never makes it longer */
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c == '\t' || c == '\n' || c == '\r') {
+            i += c == '\r' && i + 1 < len && raw[i + 1] == '\n' ? 2 : 1;
+            out[o++] = ' ';
+            continue;
+        }
+        if (c != '&') {
+            out[o++] = (char)c;
+            i++;
+            continue;
+        }
+        const char *semi = memchr(raw + i, ';', len - i < 12 ? len - i : 12);
+        if (!semi)
+            goto bad;
+        const char *nm = raw + i + 1;
+        size_t n = (size_t)(semi - nm);
+        i = (size_t)(semi - raw) + 1;
+        static const char *const ents[] = {"lt", "<",    "gt", ">",    "amp",
+                                           "&",  "quot", "\"", "apos", "'"};
+        bool found = false;
+        for (size_t e = 0; e < 10 && !found; e += 2)
+            if (strlen(ents[e]) == n && memcmp(nm, ents[e], n) == 0) {
+                out[o++] = ents[e + 1][0];
+                found = true;
+            }
+        if (found)
+            continue;
+        if (n < 2 || nm[0] != '#')
+            goto bad;
+        unsigned long v = 0;
+        bool hex = nm[1] == 'x';
+        size_t d = hex ? 2 : 1;
+        if (d >= n)
+            goto bad;
+        for (; d < n; d++) {
+            int dv = nm[d] >= '0' && nm[d] <= '9'          ? nm[d] - '0'
+                     : hex && nm[d] >= 'a' && nm[d] <= 'f' ? nm[d] - 'a' + 10
+                     : hex && nm[d] >= 'A' && nm[d] <= 'F' ? nm[d] - 'A' + 10
+                                                           : -1;
+            if (dv < 0 || v > 0x10FFFF)
+                goto bad;
+            v = v * (hex ? 16 : 10) + (unsigned long)dv;
+        }
+        if (v == 0 || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+            goto bad;
+        if (v < 0x80) {
+            out[o++] = (char)v;
+        } else if (v < 0x800) {
+            out[o++] = (char)(0xC0 | (v >> 6));
+            out[o++] = (char)(0x80 | (v & 0x3F));
+        } else if (v < 0x10000) {
+            out[o++] = (char)(0xE0 | (v >> 12));
+            out[o++] = (char)(0x80 | ((v >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (v & 0x3F));
+        } else {
+            out[o++] = (char)(0xF0 | (v >> 18));
+            out[o++] = (char)(0x80 | ((v >> 12) & 0x3F));
+            out[o++] = (char)(0x80 | ((v >> 6) & 0x3F));
+            out[o++] = (char)(0x80 | (v & 0x3F));
+        }
+    }
+    out[o] = '\0';
+    if (o <= XS_PARSER_INFO_MAX && xs__utf8_valid(out, o))
+        return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+static char *sc_slot_value(const struct scanner *s, int sl)
+{
+    const struct sc_slot *v = &s->slots[sl];
+    return v->set && !v->over ? sc_decode(v->v, v->len) : NULL;
+}
+
+/* The URI the stream header declared for prefix (NULL: the default). */
+static const char *hdr_lookup(const struct xs_parser *p, const char *prefix,
+                              size_t plen)
+{
+    for (size_t i = 0; i < p->hdr_n; i++) {
+        const char *hp = p->hdr_ns[2 * i];
+        if (prefix ? hp && strlen(hp) == plen && memcmp(hp, prefix, plen) == 0
+                   : !hp)
+            return p->hdr_ns[2 * i + 1];
+    }
+    return NULL;
+}
+
+/* Fills p->cap from what the scanner kept of the top-level start tag,
+ * when libxml2 never reported it. */
+static void sc_capture(struct xs_parser *p)
+{
+    struct scanner *s = &p->sc;
+    struct capture *c = &p->cap;
+    capture_clear(c);
+    if (s->name_over || !xs__utf8_valid(s->name, s->name_len))
         return;
+    const char *colon = memchr(s->name, ':', s->name_len);
+    const char *local = colon ? colon + 1 : s->name;
+    size_t llen = s->name_len - (size_t)(local - s->name);
+    c->name = dup_decoded(BAD_CAST local, llen);
+    int sl = colon ? SL_XMLNS_PFX : SL_XMLNS;
+    c->ns = sc_slot_value(s, sl);
+    if (!c->ns && !s->slots[sl].set) {
+        size_t plen = colon ? (size_t)(colon - s->name) : 0;
+        const char *u = colon && plen == 3 && memcmp(s->name, "xml", 3) == 0
+                            ? XS_NS_XML
+                            : hdr_lookup(p, colon ? s->name : NULL, plen);
+        c->ns = u ? strdup(u) : NULL;
     }
-    free(p->carry);
-    p->carry = rest ? malloc(rest) : NULL;
-    if (rest && !p->carry) {
-        fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
-        return;
-    }
-    if (rest)
-        memcpy(p->carry, in->cur, rest);
-    p->carry_len = rest;
-    p->recycle_pending = true;
-    halt(p);
+    c->id = sc_slot_value(s, SL_ID);
+    c->from = sc_slot_value(s, SL_FROM);
+    c->to = sc_slot_value(s, SL_TO);
+    c->type = sc_slot_value(s, SL_TYPE);
 }
 
 /* The skipped element ended: reports it. */
 static void report_dropped(struct xs_parser *p)
 {
-    size_t wire = pos_now(p) - p->st_start;
+    size_t wire = p->sc.wire;
     if (p->skip_limit == XS_LIMIT_SIZE)
         snprintf(p->skip_reason, sizeof(p->skip_reason),
                  "stanza of %zu bytes exceeds %zu", wire, p->max_bytes);
+    if (!p->cap.valid)
+        sc_capture(p);
     p->stats.dropped++;
     if (p->cbs.stanza_dropped) {
         struct xs_dropped_info info = {
@@ -669,7 +1160,6 @@ static void stream_start(struct xs_parser *p, const xmlChar *local,
         return;
     }
     p->level = 1;
-    p->boundary = pos_now(p);
     p->dict_base = dict_size(p);
     if (p->replaying)
         return; /* a recycled context: the stream goes on */
@@ -710,7 +1200,6 @@ static void on_start(void *ctx, const xmlChar *local, const xmlChar *prefix,
         return;
     }
     if (p->level == 1) {
-        p->st_start = tag_start(p);
         p->st_elements = 0;
         p->skipping = false;
         capture(p, local, uri, nb_attrs, attrs);
@@ -720,7 +1209,6 @@ static void on_start(void *ctx, const xmlChar *local, const xmlChar *prefix,
     if (p->skipping)
         return;
     size_t names = dict_size(p) - p->dict_base;
-    size_t wire = pos_now(p) - p->st_start;
     if (p->level - 1 > p->max_depth)
         skip(p, XS_LIMIT_DEPTH, "stanza deeper than %u", p->max_depth);
     else if ((size_t)nb_ns + (size_t)nb_attrs > p->max_attrs)
@@ -730,8 +1218,6 @@ static void on_start(void *ctx, const xmlChar *local, const xmlChar *prefix,
         skip(p, XS_LIMIT_ELEMENTS, "more than %zu elements", p->max_elements);
     else if (names > p->max_names)
         skip(p, XS_LIMIT_NAMES, "more than %zu new names", p->max_names);
-    else if (wire > p->max_bytes)
-        skip(p, XS_LIMIT_SIZE, "stanza exceeds %zu bytes", p->max_bytes);
     if (p->skipping)
         return;
     struct xs_stanza *e =
@@ -758,11 +1244,6 @@ static void on_end(void *ctx, const xmlChar *local, const xmlChar *prefix,
         return;
     }
     p->level--;
-    if (p->skipping) {
-        if (p->level == 1)
-            report_dropped(p);
-        return;
-    }
     struct xs_stanza *e = p->cur;
     if (e->first && e->text_len && all_space(e->text, e->text_len)) {
         e->text_len = 0;
@@ -772,16 +1253,12 @@ static void on_end(void *ctx, const xmlChar *local, const xmlChar *prefix,
         p->cur = e->parent;
         return;
     }
+    /* The scanner cut the piece before any stanza could get longer than
+     * max_stanza_bytes: this one is within the limit. */
     struct xs_stanza *top = p->top;
     p->top = NULL;
     p->cur = NULL;
-    size_t wire = pos_now(p) - p->st_start;
-    if (wire > p->max_bytes) {
-        xs_stanza_free(top);
-        p->skip_limit = XS_LIMIT_SIZE;
-        report_dropped(p);
-        return;
-    }
+    p->top_ended = true;
     p->stats.stanzas++;
     if (p->cbs.stanza)
         p->cbs.stanza(p->data, top);
@@ -803,10 +1280,6 @@ static void on_chars(void *ctx, const xmlChar *ch, int len)
     }
     if (p->skipping)
         return;
-    if (pos_now(p) - p->st_start > p->max_bytes) {
-        skip(p, XS_LIMIT_SIZE, "stanza exceeds %zu bytes", p->max_bytes);
-        return;
-    }
     if (bad_chars(p, ch, n))
         return;
     if (xs__stanza_append_text_raw(p->cur, (const char *)ch, n) != 0)
@@ -834,14 +1307,14 @@ static void drop_ctxt(struct xs_parser *p)
     p->errtext[0] = '\0';
     p->err_reported = false;
     p->skipping = false;
-    p->st_start = p->st_elements = p->dict_base = p->boundary = 0;
+    p->top_ended = false;
+    p->st_elements = p->dict_base = 0;
     capture_clear(&p->cap);
+    memset(&p->sc, 0, sizeof(p->sc));
     xs_buf_close(&p->header);
+    hdr_ns_clear(p);
     p->replaying = false;
     p->recycle_pending = false;
-    free(p->carry);
-    p->carry = NULL;
-    p->carry_len = 0;
 }
 
 static int make_ctxt(struct xs_parser *p)
@@ -988,45 +1461,32 @@ static int report(struct xs_parser *p)
     return rc;
 }
 
-/* Hands in[0..len) to libxml2 in pieces until done or stopped, checking
- * the hard cap after each piece.  Returns the bytes handed over. */
-static size_t push(struct xs_parser *p, const char *in, size_t len)
+/* Hands in[0..n) to libxml2 (a piece of at most XS_PARSER_PIECE bytes),
+ * then checks what it holds unparsed against the hard cap. */
+static void feed_ctxt(struct xs_parser *p, const char *in, size_t n)
 {
-    size_t off = 0;
-    while (off < len && !p->stopped) {
-        size_t n = len - off;
-        if (n > XS_PARSER_PIECE)
-            n = XS_PARSER_PIECE;
-        p->fed += n;
-        int r = xmlParseChunk(p->ctxt, in + off, (int)n, 0);
-        off += n;
-        if (p->stopped)
-            break;
-        if (r != 0) {
-            fail(p, GW_EPARSE, "not-well-formed",
-                 "not well-formed (libxml2 error %d)", r);
-            break;
-        }
-        size_t pos = pos_now(p);
-        if (p->fed - pos > p->hard_bytes)
-            fail(p, GW_ELIMIT, "policy-violation",
-                 "unparsed input exceeds %zu bytes", p->hard_bytes);
-        else if (p->level >= 2 && pos - p->st_start > p->hard_bytes)
-            fail(p, GW_ELIMIT, "policy-violation",
-                 "one element exceeds %zu bytes", p->hard_bytes);
+    p->fed += n;
+    int r = xmlParseChunk(p->ctxt, in, (int)n, 0);
+    if (p->stopped)
+        return;
+    if (r != 0) {
+        fail(p, GW_EPARSE, "not-well-formed",
+             "not well-formed (libxml2 error %d)", r);
+        return;
     }
-    return off;
+    size_t pos = pos_now(p);
+    if (pos < p->fed && p->fed - pos > p->hard_bytes)
+        fail(p, GW_ELIMIT, "policy-violation",
+             "unparsed input exceeds %zu bytes", p->hard_bytes);
 }
 
-/* Replaces the context at a stanza boundary (see stanza_done): a new one
- * that has parsed the synthetic stream header. */
+/* Replaces the context at a stanza boundary: a new one that has parsed
+ * the synthetic stream header.  Every byte the old one was given lies
+ * before the boundary (pieces end there), so nothing is carried over. */
 static void recycle(struct xs_parser *p)
 {
     p->recycle_pending = false;
-    if (p->ctxt)
-        xmlFreeParserCtxt(p->ctxt);
-    p->ctxt = NULL;
-    p->stopped = false;
+    abandon_ctxt(p);
     p->level = 0;
     p->fed = 0;
     if (make_ctxt(p) != 0) {
@@ -1034,11 +1494,98 @@ static void recycle(struct xs_parser *p)
         return;
     }
     p->replaying = true;
-    push(p, p->header.data, p->header.len);
+    for (size_t off = 0; off < p->header.len && !p->stopped;) {
+        size_t n = p->header.len - off;
+        if (n > XS_PARSER_PIECE)
+            n = XS_PARSER_PIECE;
+        feed_ctxt(p, p->header.data + off, n);
+        off += n;
+    }
     p->replaying = false;
     if (!p->stopped && p->level != 1)
         fail(p, GW_EIO, "internal-server-error", "cannot restart the parser");
     p->stats.recycles++;
+}
+
+/* The stanza being skipped ended (the scanner saw its end): reports it
+ * and starts a new libxml2 context for what follows. */
+static void end_skip(struct xs_parser *p)
+{
+    abandon_ctxt(p);
+    report_dropped(p);
+    if (!p->err && !p->reset_pending && !p->free_pending)
+        recycle(p);
+}
+
+/* Parses in[0..len) until done or stopped (error, reset or free); returns
+ * the bytes used.  The scanner cuts the input into pieces for libxml2 that
+ * end at the end of a top-level element at the latest; while a stanza is
+ * skipped, only the scanner runs. */
+static size_t push(struct xs_parser *p, const char *in, size_t len)
+{
+    size_t off = 0;
+    while (off < len && !p->err && !p->reset_pending && !p->free_pending) {
+        int ev;
+        if (p->skipping) {
+            off += scan(p, in + off, len - off, &ev);
+            if (ev == EV_TOP_END)
+                end_skip(p);
+            continue;
+        }
+        size_t n = len - off;
+        if (n > XS_PARSER_PIECE)
+            n = XS_PARSER_PIECE;
+        n = scan(p, in + off, n, &ev);
+        p->top_ended = false;
+        if (n)
+            feed_ctxt(p, in + off, n);
+        off += n;
+        if (p->err || p->reset_pending || p->free_pending)
+            break;
+        if (p->skipping) { /* a limit hit in a SAX handler */
+            abandon_ctxt(p);
+            if (p->sc.st == SC_LOST) {
+                /* The scanner gave up on this input (libxml2 had not
+                 * reached the spot yet): it cannot find the end. */
+                if (p->sc.lost_forbidden)
+                    fail(p, GW_EFORBIDDEN, "restricted-xml",
+                         "comment, processing instruction or DTD");
+                else
+                    fail(p, GW_EPARSE, "not-well-formed",
+                         "not well-formed (in a stanza over the limits)");
+                break;
+            }
+            if (ev == EV_TOP_END)
+                end_skip(p);
+            continue;
+        }
+        if (ev == EV_OVERSIZE) {
+            skip(p, XS_LIMIT_SIZE, "stanza exceeds %zu bytes", p->max_bytes);
+            abandon_ctxt(p);
+            continue;
+        }
+        if (ev == EV_TOP_END && !p->top_ended) {
+            /* libxml2 waits for more although the element has ended: it
+             * is not well-formed (with every byte of a well-formed element
+             * at hand libxml2 completes it).  No more cuts: libxml2 gets
+             * the rest as it comes and reports the error. */
+            p->sc.st = SC_LOST;
+            p->sc.lost_forbidden = false;
+            continue;
+        }
+        if (p->top_ended) {
+            /* libxml2 accepted an element: the scanner must have ended it
+             * at the same byte; never go on with the two out of step. */
+            if (ev != EV_TOP_END || p->level != 1 || pos_now(p) != p->fed) {
+                fail(p, GW_EIO, "internal-server-error",
+                     "the scanner and libxml2 disagree on a stanza's end");
+                break;
+            }
+            if (p->recycle_pending)
+                recycle(p);
+        }
+    }
+    return off;
 }
 
 int xs_parser_feed(struct xs_parser *p, const void *data, size_t len)
@@ -1052,59 +1599,14 @@ int xs_parser_feed(struct xs_parser *p, const void *data, size_t len)
     p->discarded = 0;
     if (len == 0)
         return 0;
-    if (!p->ctxt && make_ctxt(p) != 0) {
+    if (!p->ctxt && !p->skipping && make_ctxt(p) != 0) {
         fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
         return report(p);
     }
-    const char *in = data;
-    size_t off = 0;     /* bytes of data handed to libxml2 */
-    char *carry = NULL; /* bytes to parse before data[off..] */
-    size_t clen = 0, cused = 0;
     p->in_feed = true;
-    for (;;) {
-        if (carry)
-            cused = push(p, carry, clen);
-        else
-            off += push(p, in + off, len - off);
-        if (p->recycle_pending && !p->err && !p->reset_pending &&
-            !p->free_pending) {
-            /* What libxml2 had not parsed, then the rest of the carry. */
-            size_t rest = carry ? clen - cused : 0;
-            char *next = p->carry;
-            size_t nlen = p->carry_len;
-            if (rest) {
-                next = realloc(p->carry, nlen + rest);
-                if (!next) {
-                    fail(p, GW_ENOMEM, "resource-constraint", "out of memory");
-                    break;
-                }
-                memcpy(next + nlen, carry + cused, rest);
-                nlen += rest;
-            }
-            p->carry = NULL;
-            p->carry_len = 0;
-            free(carry);
-            carry = next;
-            clen = nlen;
-            cused = 0;
-            recycle(p);
-            if (!carry) /* nothing followed the boundary */
-                clen = 0;
-            continue;
-        }
-        if (p->stopped)
-            break;
-        if (carry) {
-            free(carry);
-            carry = NULL;
-            clen = cused = 0;
-        }
-        if (off >= len)
-            break;
-    }
+    size_t off = push(p, data, len);
     p->in_feed = false;
-    size_t unfed = (len - off) + (carry ? clen - cused : 0);
-    free(carry);
+    size_t unfed = len - off;
     if (p->free_pending) {
         destroy(p);
         return GW_ECANCELED;

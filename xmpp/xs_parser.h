@@ -14,29 +14,34 @@
  * xs_parser_reset and xs_parser_free (both deferred until the parser is off
  * the stack, see below), but not xs_parser_feed.
  *
- * Limits are per stanza and never fatal.  A top-level element that is
- * deeper than max_depth, has an element with more than max_attrs
- * attributes, more than max_elements elements, introduces more than
- * max_names new names, or takes more than max_stanza_bytes bytes on the
- * wire is DROPPED: from the moment the limit is hit the parser skips the
- * rest of that element (it builds nothing, so memory stays bounded), then
- * calls stanza_dropped with what it captured from the element's start tag
- * (name, namespace, id, from, to, type, also when the start tag itself
- * broke the limit), the limit and a reason, and goes on with the next
- * stanza.  The size is the element's bytes on the wire, from its '<' to the
- * end of its end tag, as servers count it; whitespace between stanzas is
- * not counted.  The decision is exact at the end tag (a stanza of exactly
- * max_stanza_bytes passes), and made as soon as the position passes the
- * limit otherwise.
+ * Limits are per stanza and never fatal, whatever the stanza's size.  A
+ * top-level element that is deeper than max_depth, has an element with
+ * more than max_attrs attributes, more than max_elements elements,
+ * introduces more than max_names new names, or takes more than
+ * max_stanza_bytes bytes on the wire is DROPPED: from the moment the limit
+ * is hit libxml2 gets nothing more of it; a small scanner with constant
+ * memory finds its end (tags, depth, quoted attribute values, CDATA), so
+ * memory stays bounded however long it is (a server can inflate a small
+ * stanza without bound when it re-serializes it).  Then the parser calls
+ * stanza_dropped with what the element's start tag said (name, namespace,
+ * id, from, to, type, also when the start tag itself broke the limit or
+ * was longer than max_stanza_bytes), the limit, a reason and the size, and
+ * goes on with the next stanza in a new libxml2 context.  The size is the
+ * element's bytes on the wire, from its '<' to the end of its end tag, as
+ * servers count it; whitespace between stanzas is not counted.  A stanza
+ * of exactly max_stanza_bytes passes, one more byte is dropped.
  *
  * Distinct names.  libxml2 interns every name (elements, attributes,
  * prefixes, namespace URIs) in a dictionary that lives as long as its
  * parser context.  Besides the per-stanza limit, whenever the dictionary
- * holds more than max_names names at the end of a stanza, the parser
- * starts a new libxml2 context at that boundary: it feeds the new context a
- * copy of the stream header with the same namespace declarations (no
- * stream_start callback), then the bytes that followed the boundary.  A
- * stream of ever-new names therefore runs forever in bounded memory.
+ * holds more than max_names names at the end of a stanza (and after every
+ * dropped stanza), the parser starts a new libxml2 context at that
+ * boundary: it feeds the new context a copy of the stream header with the
+ * same namespace declarations (no stream_start callback), then the bytes
+ * that followed the boundary.  Input reaches libxml2 in pieces that end at
+ * the end of a top-level element, so no byte it was given (not even a CR
+ * it holds back at the end of a piece) lies beyond a boundary.  A stream
+ * of ever-new names therefore runs forever in bounded memory.
  *
  * Errors.  A failure of the stream stops the parser: feed returns the
  * error now and on every later call until xs_parser_reset.
@@ -55,12 +60,17 @@
  *   unsupported-encoding not UTF-8 (GW_EUNSUPPORTED);
  *   policy-violation     the hard cap (GW_ELIMIT): more than
  *                        XS_PARSER_HARD_FACTOR x max_stanza_bytes (at
- *                        least XS_PARSER_HARD_MIN) that
- *                        libxml2 holds unparsed (one endless start tag),
- *                        or one top-level element, even a skipped one,
- *                        longer than that; also a stream header over
- *                        max_attrs;
- *   resource-constraint  out of memory (GW_ENOMEM).
+ *                        least XS_PARSER_HARD_MIN) that libxml2 holds
+ *                        unparsed, which only input no server forwards
+ *                        reaches (an endless stream header, an unclosed
+ *                        comment: a stanza is cut at max_stanza_bytes);
+ *                        also a stream header over max_attrs;
+ *   resource-constraint  out of memory (GW_ENOMEM);
+ *   internal-server-error libxml2 accepted a top-level element that the
+ *                        scanner ended elsewhere (GW_EIO; a bug, never
+ *                        guessed around), or a new context failed.
+ * Malformed or restricted XML inside a skipped stanza is found by the
+ * scanner and fails the stream the same way (no server forwards it).
  * Input is handed to libxml2 in pieces of at most 16 KiB and the hard cap
  * is checked after each, so memory stays bounded however large a feed is.
  *
@@ -88,9 +98,10 @@
 #define XS_PARSER_MAX_ATTRS_DEFAULT 64u
 #define XS_PARSER_MAX_ELEMENTS_DEFAULT 10000u
 #define XS_PARSER_MAX_NAMES_DEFAULT 10000u
-/* The hard cap (stream-fatal) is this many times max_stanza_bytes: above
- * the worst growth of a stanza re-serialized by a server (one byte of
- * attribute value written as "&quot;" is 6). */
+/* The hard cap (stream-fatal) on what libxml2 holds unparsed is this many
+ * times max_stanza_bytes.  It applies to no stanza (a stanza's size has no
+ * fatal cap: a server may inflate one without bound, e.g. an xmlns on
+ * every child), only to input no server forwards. */
 #define XS_PARSER_HARD_FACTOR 8u
 #define XS_PARSER_HARD_MIN (64u * 1024u) /* the hard cap is never less */
 

@@ -104,6 +104,20 @@ def names_message(to, batch, count=1000):
             % (attr(to), attr(new_id("names")), NS_HOSTILE, body))
 
 
+def inflating_message(to, uri_len=2000, children=1100):
+    """A <message> of ~9 KB on the wire that declares one prefix for a long
+    namespace URI and uses it on `children` empty children.  Prosody 0.12
+    re-serializes what it forwards with xmlns='URI' on every child whose
+    namespace differs from its parent's, so the gateway receives
+    children x (uri_len + ~16) bytes: ~2.2 MB, past 8 x the gateway's
+    256 KiB stanza limit, from a stanza well under Prosody's own limit
+    (issue 8 review, finding 1: no byte cap a server can inflate may end
+    the stream)."""
+    uri = "urn:" + "u" * uri_len
+    return ("<message to=%s id=%s xmlns:p=%s>" % (attr(to), attr(new_id("infl")), attr(uri))
+            + "<p:b/>" * children + "</message>")
+
+
 def prosody_stanza_limit(config_file):
     """c2s_stanza_size_limit from a Prosody config (the default if unset)."""
     try:

@@ -14,9 +14,12 @@ Covers:
     in a message and in an iq, 12 stanzas with 1,000 new element names
     each; each must drop that stanza only (iqs answered with an error) and
     keep the session, logged for the sender (a sentinel ping after each
-    shape names the shape that broke the session); and a ~215 KB iq of
+    shape names the shape that broke the session); a ~215 KB iq of
     5,000 long-named elements, which Prosody accepts, must be served, not
-    refused for a size counted other than as bytes on the wire;
+    refused for a size counted other than as bytes on the wire; and a ~9 KB
+    message (from eve) that Prosody re-serializes to ~2.2 MB (xmlns on each
+    of 1,100 children), past 8 x the gateway's stanza limit: dropped (the
+    log line shows the inflated size), the session kept;
   control amplification: a <set> naming 16 units 5 times each x 8 points
     twice: refused for a stranger (forbidden), and for the controller
     refused before any write (registers read back with pymodbus) when over
@@ -537,6 +540,33 @@ def main():
                       iq_type(p) == "result", show(p, 300))
                 check("%s: session kept (no drop, no stream error)" % name,
                       kept, "logins/drops/bad XML %s -> %s" % (before_ev, after_ev))
+
+            # ---- 1e. a small stanza that Prosody inflates ------------------
+            # From eve, whose drops were not logged yet (one line per sender
+            # per minute), so that the drop line shows the size received.
+            infl = hs.inflating_message(gw)
+            check("1e. the inflating message is small as sent (%d bytes, "
+                  "Prosody's limit %d)" % (len(infl.encode()), limit),
+                  len(infl.encode()) < 16384 < limit)
+            mark = len(env.gw_log())
+            before_ev = session_events(env.gw_log())
+            eve.send_raw(infl)
+            p = await ping(eve, timeout=15)
+            await logged("dropped a <message/> from eve@", since=mark)
+            after_ev = session_events(env.gw_log())
+            kept = after_ev[1:] == before_ev[1:] and after_ev[0] == 1
+            m = re.search(r"dropped a <message/> from eve@[^:]*: stanza of "
+                          r"(\d+) bytes exceeds (\d+)", env.gw_log()[mark:])
+            got = int(m.group(1)) if m else 0
+            check("1e. Prosody forwarded it inflated past 8 x the gateway's "
+                  "stanza limit, and the gateway dropped it (logged)",
+                  m is not None and got > 8 * int(m.group(2)),
+                  "received %d bytes" % got)
+            check("1e. inflated message: the gateway still answers (ping "
+                  "result)", iq_type(p) == "result", show(p, 300))
+            check("1e. inflated message: session kept (no drop, no stream "
+                  "error)", kept,
+                  "logins/drops/bad XML %s -> %s" % (before_ev, after_ev))
 
             # ---- after the hostile shapes: the owner's readout --------------
             await asyncio.sleep(1.0)  # a drop and a reconnect would show now
