@@ -44,8 +44,29 @@ struct gw_spool_opts {
     uint64_t max_bytes;     /* all segments together; 0 = default 64 MiB */
     int64_t max_age_ms;     /* 0 = no age bound */
     uint32_t fsync_ms;      /* 0 = fdatasync after every record */
-    uint32_t segment_bytes; /* 0 = default 4 MiB */
+    uint32_t segment_bytes; /* 0 = default 4 MiB (at most max_bytes / 4) */
+    /* Added: after a failed write, appends fail fast (GW_EIO, no system
+     * call) for retry_ms before the next attempt; 0 = default 2000. */
+    uint32_t retry_ms;
 };
+
+/* Defaults (docs/spool.md). */
+#define GW_SPOOL_DEFAULT_MAX_BYTES (64ull * 1024u * 1024u)
+#define GW_SPOOL_DEFAULT_SEGMENT (4u * 1024u * 1024u)
+#define GW_SPOOL_DEFAULT_FSYNC_MS 1000u /* what the map should default to */
+#define GW_SPOOL_CURSOR_MS 100u /* the cursor file at most every 100 ms */
+#define GW_SPOOL_RETRY_MS 2000u
+
+/* Record framing (docs/spool.md): a 12-byte header, then the body.
+ *   [0] magic/version 0xA1   [1] kind (1 sample, 2 gap)   [2] unit length
+ *   [3] 0                    [4..7] body length (LE)
+ *   [8..11] CRC32C (LE) of bytes 0..7 and the body
+ * Body: unit, seq (u64 LE), ts_ms (i64 LE), then the payload (sample) or
+ * gap_from_ms, gap_to_ms (i64 LE), gap_count (u64 LE) (gap). */
+#define GW_SPOOL_MAGIC 0xA1u
+#define GW_SPOOL_HDR 12u
+#define GW_SPOOL_REC_MAX                                                       \
+    (GW_SPOOL_HDR + GW_SPOOL_UNIT_MAX + 16u + GW_SPOOL_PAYLOAD_MAX)
 
 enum gw_spool_kind {
     GW_SPOOL_SAMPLE, /* a payload appended by gw_spool_append */
@@ -58,7 +79,8 @@ struct gw_spool_rec {
     enum gw_spool_kind kind;
     const char *unit;
     uint64_t seq;           /* per unit, from 1, never reused (also for gaps) */
-    int64_t ts_ms;          /* sample time (GAP: the newest lost sample's) */
+    int64_t ts_ms;          /* sample time (GAP: the newest lost sample's;
+                               gap records are exempt from max_age) */
     const uint8_t *payload; /* SAMPLE only */
     size_t len;
     /* GAP only: the lost samples */
@@ -92,6 +114,9 @@ int gw_spool_append(struct gw_spool *sp, const char *unit, int64_t ts_ms,
  * first).  Returns true and fills *out, or false when none is left. */
 bool gw_spool_next(struct gw_spool *sp, struct gw_spool_rec *out);
 
+/* Added: true when gw_spool_next would return a record. */
+bool gw_spool_has_next(const struct gw_spool *sp);
+
 /* The server acknowledged the record at pos.  The persisted cursor
  * advances over every acknowledged record at its front (acks may arrive
  * out of order across units). */
@@ -110,10 +135,32 @@ struct gw_spool_stats {
     uint64_t appended;    /* since open */
     int error;            /* last I/O error (gw_err), 0 when healthy */
     char error_text[128]; /* for the gateway node's warning state */
+    /* Added: */
+    uint64_t corrupt;  /* bytes skipped over mid-segment corruption */
+    uint64_t segments; /* segment files */
+    uint64_t cursor;   /* the acknowledged front (in memory) */
+    uint64_t durable;  /* records below this position are fdatasync'ed */
 };
 void gw_spool_get_stats(const struct gw_spool *sp, struct gw_spool_stats *out);
 
-/* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start). */
+/* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start).
+ * gw_crc32c(0, "123456789", 9) == 0xE3069283. */
 uint32_t gw_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* Added: decodes the record at the start of buf (avail bytes), pure: no
+ * I/O, no allocation.  Returns 0 and fills *out (pointers into buf and
+ * unit, which gets the NUL-terminated name; out->pos is left 0) and
+ * *reclen (header + body), GW_EAGAIN when avail is shorter than the record
+ * its header announces (or than a header), or GW_EPARSE (bad magic, kind,
+ * lengths, CRC or unit name). */
+int gw_spool_decode(const uint8_t *buf, size_t avail,
+                    char unit[GW_SPOOL_UNIT_MAX + 1], struct gw_spool_rec *out,
+                    size_t *reclen);
+
+/* Added: encodes a record into buf (at least GW_SPOOL_REC_MAX bytes) and
+ * returns its length, or 0 when an argument is out of range (unit empty,
+ * longer than GW_SPOOL_UNIT_MAX or with a NUL byte; payload too large).
+ * rec->pos is ignored.  For tests, tools and the fuzzer. */
+size_t gw_spool_encode(uint8_t *buf, const struct gw_spool_rec *rec);
 
 #endif
