@@ -275,6 +275,32 @@ enum cfg_send_last {
 
 #define CFG_EVENTS_PREFIX_MAX 192 /* bytes of events.node_prefix */
 
+/* events.delivery: what reaches subscribers after a slow or absent
+ * server. */
+enum cfg_delivery {
+    CFG_DELIVERY_LATEST, /* coalescing: each point's newest value (default) */
+    CFG_DELIVERY_EVERY,  /* every batch is a spool record: nothing lost */
+};
+
+#define CFG_SPOOL_DEFAULT_BYTES (64ull * 1024 * 1024)
+#define CFG_SPOOL_DEFAULT_FSYNC_MS 1000u
+/* The spool directory when events.spool.dir is not set and systemd gives
+ * no STATE_DIRECTORY (resolved at run time, see cfg_spool_dir). */
+#define CFG_SPOOL_DEFAULT_DIR "/var/lib/fieldgate/spool"
+
+/* events.spool: the on-disk store-and-forward spool of `delivery: every`
+ * (gateway/gw_spool.h).  Every field holds its default without the key. */
+struct cfg_spool {
+    char *dir;            /* NULL: $STATE_DIRECTORY/spool, else
+                             CFG_SPOOL_DEFAULT_DIR, chosen at run time */
+    uint64_t max_bytes;   /* all segments; default 64 MiB */
+    uint32_t max_age_ms;  /* records older than this are dropped; 0 = no
+                             age bound (default) */
+    uint32_t fsync_ms;    /* fdatasync period; 0 = after every record
+                             (`fsync: every`); default 1 s */
+    struct cfg_mark mark; /* of `spool:` ({0, 0} without) */
+};
+
 /* The `events:` section: value changes published over PubSub (XEP-0060).
  * One node per unit, named node_prefix + unit name.  Every field holds its
  * default even without the section (present false). */
@@ -300,6 +326,8 @@ struct cfg_events {
                                        1s..10m, default 10s */
     struct cfg_event_rule defaults; /* the map-wide rule */
     struct cfg_mark mark;           /* of the section ({0, 0} without) */
+    enum cfg_delivery delivery;     /* default latest */
+    struct cfg_spool spool;         /* used with delivery every */
 };
 
 /* One problem found in a file. */
@@ -342,6 +370,12 @@ void cfg_errors_print(const struct cfg_errors *errs, FILE *out);
  * "FILE:LINE:COL: path: warning: message\n". */
 void cfg_warnings_print(const struct cfg *cfg, FILE *out);
 
+/* Adds a warning to a loaded map (e.g. a check that needs the running
+ * system, like `fieldgate check` on the spool directory).  Returns 0 or
+ * GW_ENOMEM. */
+int cfg_warning_add(struct cfg *cfg, struct cfg_mark mark, const char *path,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Loads and validates a device map.  On success returns 0 and *out owns a
  * new model (free with cfg_free).  On failure returns GW_ECONFIG (or
  * GW_EIO/GW_ENOMEM), *out is NULL and errs holds every problem found. */
@@ -361,6 +395,14 @@ const char *cfg_parity_name(enum cfg_parity p);
 const char *cfg_access_model_name(enum cfg_access_model m); /* "whitelist" */
 const char *cfg_notification_type_name(enum cfg_notification_type t);
 const char *cfg_send_last_name(enum cfg_send_last s); /* "on_sub" ... */
+const char *cfg_delivery_name(enum cfg_delivery d);   /* "latest", "every" */
+
+/* The spool directory of a map: events.spool.dir when set, else
+ * $STATE_DIRECTORY/spool (the first directory when systemd lists several,
+ * separated by ':'), else CFG_SPOOL_DEFAULT_DIR.  Read at run time (the
+ * environment of the process that runs, not of the one that loaded the
+ * map).  Returns 0 or GW_ELIMIT (does not fit in cap). */
+int cfg_spool_dir(const struct cfg_spool *sp, char *buf, size_t cap);
 
 /* Bytes of a fixed-size numeric value (2, 4 or 8: what a byte order
  * string describes); 0 for bool, bit and string. */

@@ -94,6 +94,7 @@ enum cfg__kind {
     CFG__INTMAP,   /* struct cfg__intmap: integer -> text */
     CFG__STRLIST,  /* struct cfg__strlist: a list of text values */
     CFG__AMOUNT,   /* struct cfg__amount: a number, or a percentage "2%" */
+    CFG__SIZE,     /* uint64_t bytes: "65536", "512KiB", "64MiB", "1GiB" */
 };
 
 struct cfg__schema;
@@ -188,6 +189,10 @@ bool cfg__valid_name(const char *s);
 
 /* Duration text -> milliseconds.  Returns 0, or -1 with a reason in why. */
 int cfg__parse_duration(const char *s, uint32_t *ms, const char **why);
+/* A size: a whole number of bytes, optionally with a unit (B, KiB, MiB,
+ * GiB, TiB; kB, MB, GB, TB are powers of 1000).  Returns 0, or -1 with
+ * *why set. */
+int cfg__parse_size(const char *s, uint64_t *bytes, const char **why);
 /* Milliseconds -> "1500ms", "2s", "5m", "1h": the shortest exact form. */
 void cfg__format_ms(uint64_t ms, char *buf, size_t size);
 
@@ -323,6 +328,15 @@ struct cfg__raw_events_node {
     int send_last;
 };
 
+/* events.spool: where `delivery: every` keeps its records. */
+struct cfg__raw_spool {
+    struct cfg__obj hdr;
+    char *dir;
+    uint64_t max_bytes;
+    uint32_t max_age_ms;
+    char *fsync; /* "every" or a duration */
+};
+
 struct cfg__raw_events {
     struct cfg__obj hdr;
     char *service;
@@ -331,6 +345,8 @@ struct cfg__raw_events {
     uint64_t window;
     uint32_t publish_timeout_ms;
     struct cfg__raw_event_rule *defaults; /* NULL without `defaults:` */
+    int delivery;                         /* enum cfg_delivery */
+    struct cfg__raw_spool *spool;         /* NULL without `spool:` */
 };
 
 struct cfg__raw_root {
@@ -350,6 +366,7 @@ extern const struct cfg__schema cfg__schema_access;
 extern const struct cfg__schema cfg__schema_store;
 extern const struct cfg__schema cfg__schema_events;
 extern const struct cfg__schema cfg__schema_events_node;
+extern const struct cfg__schema cfg__schema_spool;
 extern const struct cfg__schema cfg__schema_event_rule;
 extern const struct cfg__schema cfg__schema_poll_group;
 extern const struct cfg__schema cfg__schema_template;
@@ -368,5 +385,6 @@ extern const char *const cfg__write_fc_names[];     /* auto 5 6 15 16 */
 extern const char *const cfg__access_model_names[]; /* cfg_access_model */
 extern const char *const cfg__notification_type_names[];
 extern const char *const cfg__send_last_names[]; /* enum cfg_send_last */
+extern const char *const cfg__delivery_names[];  /* enum cfg_delivery */
 
 #endif

@@ -204,6 +204,37 @@ const char *cfg_send_last_name(enum cfg_send_last s)
                : "?";
 }
 
+int cfg_warning_add(struct cfg *cfg, struct cfg_mark mark, const char *path,
+                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = cfg__verror(&cfg->warnings, mark, path, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+const char *cfg_delivery_name(enum cfg_delivery d)
+{
+    return (unsigned)d <= CFG_DELIVERY_EVERY ? cfg__delivery_names[d] : "?";
+}
+
+int cfg_spool_dir(const struct cfg_spool *sp, char *buf, size_t cap)
+{
+    int n;
+    const char *state = getenv("STATE_DIRECTORY");
+    if (sp && sp->dir) {
+        n = snprintf(buf, cap, "%s", sp->dir);
+    } else if (state && state[0] == '/') {
+        /* systemd lists several directories separated by ':'. */
+        size_t len = strcspn(state, ":");
+        n = snprintf(buf, cap, "%.*s/spool", (int)len, state);
+    } else {
+        n = snprintf(buf, cap, "%s", CFG_SPOOL_DEFAULT_DIR);
+    }
+    return n > 0 && (size_t)n < cap ? GW_OK : GW_ELIMIT;
+}
+
 uint16_t cfg_type_count(enum cfg_type t, uint16_t string_len)
 {
     switch (t) {
@@ -313,6 +344,7 @@ void cfg_free(struct cfg *cfg)
     free(cfg->access.controllers);
     free(cfg->events.service);
     free(cfg->events.node_prefix);
+    free(cfg->events.spool.dir);
     cfg_errors_close(&cfg->warnings);
     free(cfg->path);
     free(cfg);
@@ -1614,6 +1646,9 @@ static void warn_domains(struct res *r, const struct cfg__strlist *list,
     }
 }
 
+static void resolve_spool(struct res *r, struct cfg_events *ev,
+                          const struct cfg__raw_events *re);
+
 /* Runs before the templates and links, whose points inherit
  * events.defaults; reads the raw xmpp: and access: sections. */
 static void resolve_events(struct res *r)
@@ -1634,6 +1669,9 @@ static void resolve_events(struct res *r)
     ev->send_last = CFG_SEND_LAST_ON_SUB_AND_PRESENCE;
     ev->window = 16;
     ev->publish_timeout_ms = 10000;
+    ev->delivery = CFG_DELIVERY_LATEST;
+    ev->spool.max_bytes = CFG_SPOOL_DEFAULT_BYTES;
+    ev->spool.fsync_ms = CFG_SPOOL_DEFAULT_FSYNC_MS;
 
     /* Default prefix: "fieldgate/" + the local part of xmpp.jid + "/". */
     char prefix[CFG_EVENTS_PREFIX_MAX + 16];
@@ -1714,6 +1752,8 @@ static void resolve_events(struct res *r)
     ev->window = (uint32_t)re->window;
     ev->publish_timeout_ms = re->publish_timeout_ms;
     rule_apply(r, &ev->defaults, re->defaults);
+    ev->delivery = (enum cfg_delivery)re->delivery;
+    resolve_spool(r, ev, re);
 
     /* Warnings: access: entries the node access model cannot honour. */
     const struct cfg__raw_access *ra = r->raw->access;
@@ -1730,6 +1770,64 @@ static void resolve_events(struct res *r)
                  "subscribe to the events; access: only restricts readouts "
                  "and control");
         }
+    }
+}
+
+/* events.spool (its defaults are already in ev->spool). */
+static void resolve_spool(struct res *r, struct cfg_events *ev,
+                          const struct cfg__raw_events *re)
+{
+    const struct cfg__raw_spool *rs = re->spool;
+    const struct cfg__schema *s = &cfg__schema_spool;
+    struct cfg__ctx *c = &r->ctx;
+    if (!rs || rs->hdr.broken)
+        return;
+    ev->spool.mark = rs->hdr.mark;
+    if (ev->delivery != CFG_DELIVERY_EVERY)
+        warn(r, rs->hdr.mark, "events.spool",
+             "the spool is used only with events.delivery: every (delivery "
+             "is latest here)");
+    if (cfg__has(s, rs, "dir") && !cfg__is_bad(s, rs, "dir")) {
+        const char *d = rs->dir;
+        bool ctl = false;
+        for (const char *p = d; *p; p++)
+            ctl |= (unsigned char)*p < 0x20 || *p == 0x7f;
+        if (d[0] != '/')
+            cfg__field_error(c, s, rs, "dir",
+                             "'%.80s' is not an absolute path (the daemon "
+                             "runs in /)",
+                             d);
+        else if (ctl)
+            cfg__field_error(c, s, rs, "dir",
+                             "the path contains a control character");
+        else if (strlen(d) > 3000)
+            cfg__field_error(c, s, rs, "dir", "the path is too long");
+        else
+            ev->spool.dir = dup_or_null(r, d);
+    }
+    ev->spool.max_bytes = rs->max_bytes;
+    ev->spool.max_age_ms = rs->max_age_ms;
+    if (cfg__has(s, rs, "max_age") && !cfg__is_bad(s, rs, "max_age") &&
+        rs->max_age_ms > 0 && rs->max_age_ms < 60000)
+        cfg__field_error(c, s, rs, "max_age",
+                         "max_age must be 0 (no age bound) or at least 1m");
+    if (rs->fsync && !cfg__is_bad(s, rs, "fsync")) {
+        uint32_t ms = 0;
+        const char *why = NULL;
+        if (strcmp(rs->fsync, "every") == 0)
+            ev->spool.fsync_ms = 0;
+        else if (cfg__parse_duration(rs->fsync, &ms, &why) != 0)
+            cfg__field_error(c, s, rs, "fsync",
+                             "'%.40s' is neither 'every' nor a duration: it "
+                             "%s",
+                             rs->fsync, why);
+        else if (ms < 1 || ms > 3600000)
+            cfg__field_error(c, s, rs, "fsync",
+                             "fsync %.40s out of range 1ms..1h (use 'every' "
+                             "to sync after each record)",
+                             rs->fsync);
+        else
+            ev->spool.fsync_ms = ms;
     }
 }
 

@@ -33,6 +33,7 @@ const char *const cfg__access_model_names[] = {
 const char *const cfg__notification_type_names[] = {"headline", "normal", NULL};
 const char *const cfg__send_last_names[] = {"never", "on_sub",
                                             "on_sub_and_presence", NULL};
+const char *const cfg__delivery_names[] = {"latest", "every", NULL};
 
 /* ---- schema tables ----------------------------------------------------- */
 
@@ -254,6 +255,23 @@ const struct cfg__schema cfg__schema_events_node = {
     events_node_fields,
     sizeof(events_node_fields) / sizeof(events_node_fields[0])};
 
+#define P struct cfg__raw_spool
+static const struct cfg__field spool_fields[] = {
+    {F(P, "dir", CFG__STRING, dir)},
+    /* 1 MiB .. 1 TiB */
+    {F(P, "max_bytes", CFG__SIZE, max_bytes), .min = 1048576,
+     .max = 1099511627776, .def = "64MiB"},
+    /* 0 = no age bound; at most 49 days (the largest duration) */
+    {F(P, "max_age", CFG__DURATION, max_age_ms), .min = 0, .max = 4294967295,
+     .def = "0ms"},
+    {F(P, "fsync", CFG__STRING, fsync), .def = "1s"},
+};
+#undef P
+
+const struct cfg__schema cfg__schema_spool = {
+    "the events spool", sizeof(struct cfg__raw_spool), spool_fields,
+    sizeof(spool_fields) / sizeof(spool_fields[0])};
+
 #define V struct cfg__raw_events
 static const struct cfg__field events_fields[] = {
     {F(V, "service", CFG__STRING, service)},
@@ -263,6 +281,9 @@ static const struct cfg__field events_fields[] = {
     {F(V, "publish_timeout", CFG__DURATION, publish_timeout_ms), .min = 1000,
      .max = 600000, .def = "10s"},
     {F(V, "defaults", CFG__OBJECT, defaults), .sub = &cfg__schema_event_rule},
+    {F(V, "delivery", CFG__ENUM, delivery), .names = cfg__delivery_names,
+     .def = "latest"},
+    {F(V, "spool", CFG__OBJECT, spool), .sub = &cfg__schema_spool},
 };
 #undef V
 
@@ -373,6 +394,55 @@ int cfg__parse_duration(const char *s, uint32_t *ms, const char **why)
     }
     *ms = (uint32_t)total;
     return 0;
+}
+
+int cfg__parse_size(const char *s, uint64_t *bytes, const char **why)
+{
+    static const struct {
+        const char *name;
+        uint64_t mult;
+    } units[] = {
+        {"", 1},
+        {"B", 1},
+        {"KiB", 1024ull},
+        {"MiB", 1024ull * 1024},
+        {"GiB", 1024ull * 1024 * 1024},
+        {"TiB", 1024ull * 1024 * 1024 * 1024},
+        {"kB", 1000ull},
+        {"KB", 1000ull},
+        {"MB", 1000ull * 1000},
+        {"GB", 1000ull * 1000 * 1000},
+        {"TB", 1000ull * 1000 * 1000 * 1000},
+    };
+    const char *p = s;
+    uint64_t whole = 0;
+    size_t digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (whole > 100000000000000ull) {
+            *why = "is too large";
+            return -1;
+        }
+        whole = whole * 10 + (uint64_t)(*p - '0');
+        p++;
+        digits++;
+    }
+    if (digits == 0) {
+        *why = "is not a size (a whole number of bytes, or with a unit: "
+               "KiB, MiB, GiB, TiB, e.g. 64MiB)";
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(p, units[i].name) != 0)
+            continue;
+        if (whole > UINT64_MAX / units[i].mult) {
+            *why = "is too large";
+            return -1;
+        }
+        *bytes = whole * units[i].mult;
+        return 0;
+    }
+    *why = "has an unknown unit (use B, KiB, MiB, GiB or TiB, e.g. 64MiB)";
+    return -1;
 }
 
 void cfg__format_ms(uint64_t ms, char *buf, size_t size)
@@ -494,6 +564,8 @@ static const char *a_kind(enum cfg__kind k)
         return "a list of text values";
     case CFG__AMOUNT:
         return "a number or a percentage (e.g. 0.5 or 2%)";
+    case CFG__SIZE:
+        return "a size (bytes, or with a unit: 512KiB, 64MiB, 1GiB)";
     }
     return "?";
 }
@@ -923,6 +995,26 @@ static bool decode_value(struct cfg__ctx *ctx, const struct cfg__field *f,
             return false;
         }
         *(uint32_t *)target = ms;
+        return true;
+    }
+    case CFG__SIZE: {
+        uint64_t v;
+        const char *why = NULL;
+        if (!n->plain) {
+            wrong_type(ctx, f, n, path);
+            return false;
+        }
+        if (cfg__parse_size(s, &v, &why) != 0) {
+            add_error(ctx, n->mark, path, "size '%.40s' %s", s, why);
+            return false;
+        }
+        if (f->min < f->max && (v < (uint64_t)f->min || v > (uint64_t)f->max)) {
+            add_error(ctx, n->mark, path,
+                      "size %.40s out of range %" PRId64 "..%" PRId64 " bytes",
+                      s, f->min, f->max);
+            return false;
+        }
+        *(uint64_t *)target = v;
         return true;
     }
     case CFG__ENUM:

@@ -1,11 +1,14 @@
 /* gw_cmd_check.c - `fieldgate check -c FILE [--json]`: validate a device
  * map and print a one-screen summary (or every error). */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cfg.h"
 #include "gw_cli.h"
@@ -163,6 +166,20 @@ static void print_text(const struct cfg *cfg, const char *path)
                cfg_access_model_name(ev->access_model), ev->max_items,
                ev->persist_items ? "persisted" : "not persisted", t.events,
                t.points);
+        if (ev->delivery == CFG_DELIVERY_EVERY) {
+            char dir[4096];
+            if (cfg_spool_dir(&ev->spool, dir, sizeof(dir)) != GW_OK)
+                snprintf(dir, sizeof(dir), "?");
+            char fs[32];
+            if (ev->spool.fsync_ms)
+                snprintf(fs, sizeof(fs), "every %" PRIu32 " ms",
+                         ev->spool.fsync_ms);
+            else
+                snprintf(fs, sizeof(fs), "after every record");
+            printf("delivery: every, spool %s (max %" PRIu64
+                   " bytes, max age %" PRIu32 " ms (0 = none), fsync %s)\n",
+                   dir, ev->spool.max_bytes, ev->spool.max_age_ms, fs);
+        }
     }
 }
 
@@ -223,6 +240,25 @@ static void json_events(struct gw_json *j, const struct cfg *cfg,
     gw_json_uint(j, ev->publish_timeout_ms);
     gw_json_key(j, "points");
     gw_json_uint(j, t->events);
+    gw_json_key(j, "delivery");
+    gw_json_string(j, cfg_delivery_name(ev->delivery));
+    if (ev->delivery == CFG_DELIVERY_EVERY) {
+        char dir[4096];
+        gw_json_key(j, "spool");
+        gw_json_object_begin(j);
+        gw_json_key(j, "dir");
+        if (cfg_spool_dir(&ev->spool, dir, sizeof(dir)) == GW_OK)
+            gw_json_string(j, dir);
+        else
+            gw_json_null(j);
+        gw_json_key(j, "max_bytes");
+        gw_json_uint(j, ev->spool.max_bytes);
+        gw_json_key(j, "max_age_ms");
+        gw_json_uint(j, ev->spool.max_age_ms);
+        gw_json_key(j, "fsync_ms");
+        gw_json_uint(j, ev->spool.fsync_ms);
+        gw_json_object_end(j);
+    }
     gw_json_object_end(j);
 }
 
@@ -332,6 +368,64 @@ static void print_json_errors(const struct cfg_errors *errs, const char *path,
     gw_json_newline(&j);
 }
 
+/* delivery every: warns when the spool directory (as the daemon would
+ * resolve it now) exists and is not a writable directory, or does not
+ * exist and cannot be created (its nearest existing parent is not
+ * writable).  A warning only: the daemon falls back to latest values. */
+static void check_spool_dir(struct cfg *cfg)
+{
+    const struct cfg_events *ev = &cfg->events;
+    if (!ev->present || ev->delivery != CFG_DELIVERY_EVERY)
+        return;
+    char dir[4096];
+    struct cfg_mark mark = ev->spool.mark.line ? ev->spool.mark : ev->mark;
+    const char *key = ev->spool.dir ? "events.spool.dir" : "events.delivery";
+    if (cfg_spool_dir(&ev->spool, dir, sizeof(dir)) != GW_OK) {
+        cfg_warning_add(cfg, mark, key, "the spool directory is too long");
+        return;
+    }
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            cfg_warning_add(cfg, mark, key,
+                            "the spool directory %.200s is not a directory; "
+                            "events would fall back to latest values",
+                            dir);
+        else if (access(dir, W_OK | X_OK) != 0)
+            cfg_warning_add(cfg, mark, key,
+                            "the spool directory %.200s is not writable (%s) "
+                            "for this user; events would fall back to latest "
+                            "values",
+                            dir, strerror(errno));
+        return;
+    }
+    int err = errno;
+    char parent[sizeof(dir)];
+    snprintf(parent, sizeof(parent), "%s", dir);
+    for (;;) {
+        char *slash = strrchr(parent, '/');
+        if (!slash)
+            break;
+        if (slash == parent)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+        if (stat(parent, &st) == 0) {
+            if (!S_ISDIR(st.st_mode) || access(parent, W_OK | X_OK) != 0)
+                cfg_warning_add(cfg, mark, key,
+                                "the spool directory %.200s does not exist "
+                                "(%s) and cannot be created in %.200s; events "
+                                "would fall back to latest values",
+                                dir, strerror(err), parent);
+            return;
+        }
+        if (slash == parent)
+            break;
+    }
+    cfg_warning_add(cfg, mark, key,
+                    "the spool directory %.200s cannot be created", dir);
+}
+
 int gw_cmd_check(int argc, char **argv)
 {
     const char *path;
@@ -345,6 +439,7 @@ int gw_cmd_check(int argc, char **argv)
     int rc = cfg_load(path, &cfg, &errs);
     int status;
     if (rc == GW_OK) {
+        check_spool_dir(cfg);
         /* warnings do not fail the check */
         cfg_warnings_print(cfg, stderr);
         if (cfg->warnings.n)

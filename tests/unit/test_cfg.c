@@ -452,6 +452,11 @@ static void test_full_model(void **state)
     assert_int_equal(ev->send_last, CFG_SEND_LAST_ON_SUB);
     assert_int_equal(ev->window, 64);
     assert_int_equal(ev->publish_timeout_ms, 30000);
+    assert_int_equal(ev->delivery, CFG_DELIVERY_EVERY);
+    assert_string_equal(ev->spool.dir, "/srv/fieldgate/spool");
+    assert_int_equal(ev->spool.max_bytes, 256ull * 1024 * 1024);
+    assert_int_equal(ev->spool.max_age_ms, 72u * 3600000u);
+    assert_int_equal(ev->spool.fsync_ms, 0);
     assert_true(ev->defaults.enabled);
     assert_true(ev->defaults.deadband == 0);
     assert_int_equal(ev->defaults.min_interval_ms, 100);
@@ -1475,6 +1480,11 @@ static void test_events_defaults(void **state)
     assert_int_equal(ev->send_last, CFG_SEND_LAST_ON_SUB_AND_PRESENCE);
     assert_int_equal(ev->window, 16);
     assert_int_equal(ev->publish_timeout_ms, 10000);
+    assert_int_equal(ev->delivery, CFG_DELIVERY_LATEST);
+    assert_null(ev->spool.dir);
+    assert_int_equal(ev->spool.max_bytes, 64ull * 1024 * 1024);
+    assert_int_equal(ev->spool.max_age_ms, 0);
+    assert_int_equal(ev->spool.fsync_ms, 1000);
     assert_true(ev->defaults.enabled);
     const struct cfg_unit *u = find_unit(cfg, "u");
     assert_int_equal(u->n_points, 3);
@@ -1736,6 +1746,27 @@ static void test_events_errors(void **state)
          "duration 500ms out of range 1s..10m"},
         {EH "  publish_timeout: 10\n", 15, 20, "events.publish_timeout",
          "needs a unit"},
+        /* delivery, spool */
+        {EH "  delivery: all\n", 15, 13, "events.delivery",
+         "unknown delivery 'all' (expected one of latest, every)"},
+        {EH "  spool: {dir: spool}\n", 15, 16, "events.spool.dir",
+         "'spool' is not an absolute path"},
+        {EH "  spool: {max_bytes: 64M}\n", 15, 22, "events.spool.max_bytes",
+         "size '64M' has an unknown unit (use B, KiB, MiB, GiB or TiB"},
+        {EH "  spool: {max_bytes: MiB}\n", 15, 22, "events.spool.max_bytes",
+         "size 'MiB' is not a size"},
+        {EH "  spool: {max_bytes: 512KiB}\n", 15, 22, "events.spool.max_bytes",
+         "size 512KiB out of range 1048576..1099511627776 bytes"},
+        {EH "  spool: {max_age: 30s}\n", 15, 20, "events.spool.max_age",
+         "max_age must be 0 (no age bound) or at least 1m"},
+        {EH "  spool: {fsync: always}\n", 15, 18, "events.spool.fsync",
+         "'always' is neither 'every' nor a duration"},
+        {EH "  spool: {fsync: 0ms}\n", 15, 18, "events.spool.fsync",
+         "fsync 0ms out of range 1ms..1h (use 'every'"},
+        {EH "  spool: {fsync: 2h}\n", 15, 18, "events.spool.fsync",
+         "out of range 1ms..1h"},
+        {EH "  spool: {dri: /x}\n", 15, 11, "events.spool.dri",
+         "unknown key 'dri' in the events spool (did you mean 'dir'?)"},
         /* defaults: a rule */
         {EH "  defaults: {enabled: yes}\n", 15, 23, "events.defaults.enabled",
          "expected true or false, got 'yes'"},
@@ -1841,6 +1872,73 @@ static void test_events_errors(void **state)
 }
 
 /* Warnings: the map loads, cfg->warnings says what will not work. */
+/* events.spool: sizes, fsync, the run-time directory, the warning with
+ * delivery latest. */
+static void test_events_spool(void **state)
+{
+    (void)state;
+    uint64_t b = 0;
+    const char *why = NULL;
+    assert_int_equal(cfg__parse_size("65536", &b, &why), 0);
+    assert_int_equal(b, 65536);
+    assert_int_equal(cfg__parse_size("64MiB", &b, &why), 0);
+    assert_int_equal(b, 64ull << 20);
+    assert_int_equal(cfg__parse_size("2GB", &b, &why), 0);
+    assert_int_equal(b, 2000000000ull);
+    assert_int_equal(cfg__parse_size("1TiB", &b, &why), 0);
+    assert_int_equal(b, 1ull << 40);
+    assert_int_equal(cfg__parse_size("1.5GiB", &b, &why), -1);
+    assert_int_equal(cfg__parse_size("99999999999999999999", &b, &why), -1);
+
+    static const char yaml[] =
+        HEAD PT KV "address: 40001\n" EV_XMPP "events:\n"
+                   "  delivery: every\n"
+                   "  spool: {max_bytes: 1048576, fsync: 250ms, "
+                   "max_age: 1h}\n";
+    struct cfg_errors errs;
+    struct cfg *cfg = load_ok(yaml, &errs);
+    const struct cfg_events *ev = &cfg->events;
+    assert_int_equal(ev->delivery, CFG_DELIVERY_EVERY);
+    assert_null(ev->spool.dir);
+    assert_int_equal(ev->spool.max_bytes, 1048576);
+    assert_int_equal(ev->spool.fsync_ms, 250);
+    assert_int_equal(ev->spool.max_age_ms, 3600000);
+    assert_int_equal(cfg->warnings.n, 0);
+    assert_string_equal(cfg_delivery_name(ev->delivery), "every");
+    /* The directory is chosen at run time: STATE_DIRECTORY (the first of
+     * several), else the built-in one. */
+    char dir[256];
+    char *old =
+        getenv("STATE_DIRECTORY") ? strdup(getenv("STATE_DIRECTORY")) : NULL;
+    unsetenv("STATE_DIRECTORY");
+    assert_int_equal(cfg_spool_dir(&ev->spool, dir, sizeof(dir)), 0);
+    assert_string_equal(dir, "/var/lib/fieldgate/spool");
+    setenv("STATE_DIRECTORY", "/var/lib/fg:/var/lib/other", 1);
+    assert_int_equal(cfg_spool_dir(&ev->spool, dir, sizeof(dir)), 0);
+    assert_string_equal(dir, "/var/lib/fg/spool");
+    assert_int_equal(cfg_spool_dir(&ev->spool, dir, 8), GW_ELIMIT);
+    if (old)
+        setenv("STATE_DIRECTORY", old, 1);
+    else
+        unsetenv("STATE_DIRECTORY");
+    free(old);
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+
+    /* A spool with delivery latest: a warning, the map loads. */
+    static const char latest[] =
+        HEAD PT KV "address: 40001\n" EV_XMPP "events:\n  spool: {dir: /x}\n";
+    cfg = load_ok(latest, &errs);
+    assert_int_equal(cfg->warnings.n, 1);
+    assert_string_equal(cfg->warnings.items[0].path, "events.spool");
+    assert_int_equal(cfg->warnings.items[0].mark.line, 15);
+    assert_non_null(strstr(cfg->warnings.items[0].message,
+                           "only with events.delivery: every"));
+    assert_string_equal(cfg->events.spool.dir, "/x");
+    cfg_free(cfg);
+    cfg_errors_close(&errs);
+}
+
 static void test_events_warnings(void **state)
 {
     (void)state;
@@ -1944,6 +2042,7 @@ int main(void)
         cmocka_unit_test(test_events_deadband),
         cmocka_unit_test(test_events_errors),
         cmocka_unit_test(test_events_warnings),
+        cmocka_unit_test(test_events_spool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
