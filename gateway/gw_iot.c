@@ -629,6 +629,15 @@ size_t gw_iot_node_params(const struct gw_iot *iot, size_t node,
                       GW_IOT_P_LONG, "%" PRIu64, es.backlog);
             add_param(out, cap, &k, "events", "Events", GW_IOT_P_STRING, "%s",
                       es.warning ? es.text : "OK");
+            if (es.spool) {
+                add_param(out, cap, &k, "spoolBytes", "Spool bytes",
+                          GW_IOT_P_LONG, "%" PRIu64, es.spool_bytes);
+                add_param(out, cap, &k, "spoolOldestAge",
+                          "Spool oldest unsent age", GW_IOT_P_LONG, "%" PRId64,
+                          es.spool_oldest_age_ms / 1000);
+                add_param(out, cap, &k, "spoolDropped", "Spool dropped",
+                          GW_IOT_P_LONG, "%" PRIu64, es.spool_dropped);
+            }
         }
         return k;
     }
@@ -951,6 +960,14 @@ static void gateway_fields(const struct gw_iot *iot, struct fctx *c,
                  es.backlog);
         emit_str(c, "Events", GW_IOT_T_STATUS, now, GW_IOT_V_STRING,
                  es.warning ? es.text : "OK");
+        if (es.spool) {
+            emit_num(c, "Spool bytes", GW_IOT_T_STATUS, now, "B", 0, "%" PRIu64,
+                     es.spool_bytes);
+            emit_num(c, "Spool oldest unsent age", GW_IOT_T_STATUS, now, "s", 0,
+                     "%" PRId64, es.spool_oldest_age_ms / 1000);
+            emit_num(c, "Spool dropped", GW_IOT_T_STATUS, now, "", 0,
+                     "%" PRIu64, es.spool_dropped);
+        }
     }
 }
 

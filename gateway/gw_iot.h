@@ -214,6 +214,12 @@ struct gw_iot_events_stats {
     uint64_t backlog;   /* batches waiting to be published (gateway only) */
     bool warning;       /* publishing stopped (gateway only) */
     char text[256];     /* the warning, "" when none */
+    /* delivery every: the spool (gateway only) */
+    bool spool;                  /* the fields below are meaningful */
+    uint64_t spool_bytes;        /* on disk */
+    int64_t spool_oldest_age_ms; /* age of the oldest unsent sample, 0 if
+                                    none */
+    uint64_t spool_dropped;      /* samples dropped by the bounds */
 };
 
 /* Fills *out for the gateway (link == GW_IOT_NONE) or one unit.  Returns
@@ -226,8 +232,10 @@ typedef bool (*gw_iot_events_stats_fn)(void *ud, size_t link, size_t unit,
  * `Events in flight`, `Event backlog`, `Events` ("OK" or the warning) and
  * the parameters eventsPublished, eventErrors, eventBacklog, events; a
  * publisher warning makes the gateway's state WarningUnsigned with the
- * warning as its message.  Units get `Events published` and
- * eventsPublished.  NULL removes it. */
+ * warning as its message.  With a spool (delivery every) also `Spool
+ * bytes`, `Spool oldest unsent age` (seconds), `Spool dropped` and
+ * spoolBytes, spoolOldestAge, spoolDropped.  Units get `Events published`
+ * and eventsPublished.  NULL removes it. */
 void gw_iot_set_events_stats_fn(struct gw_iot *iot, gw_iot_events_stats_fn fn,
                                 void *ud);
 

@@ -9,7 +9,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
 #include "gw_err.h"
+#include "xs_buf.h"
 #include "xs_iot_xsf.h"
 #include "xs_jid.h"
 
@@ -51,6 +55,13 @@ struct ps_req {
     bool retried;
     bool options;       /* sent with publish-options */
     uint64_t cfg_epoch; /* the node's epoch when sent */
+    /* delivery every: a spool record */
+    bool spooled;
+    bool delayed;           /* carries a <delay> */
+    bool gap;               /* a <gap/> item */
+    unsigned tries;         /* publishes sent in this session */
+    uint64_t pos;           /* for the spool's ack */
+    struct xs_stanza *item; /* the item, copied for each send */
 };
 
 struct ps_node {
@@ -66,7 +77,15 @@ struct ps_node {
     bool logged_error; /* one publish error logged per login */
     uint64_t epoch;    /* bumped by each configure */
     uint64_t published;
+    /* delivery every: the first sequence number appended while publishing
+     * in this session (0: none); records before it are replayed */
+    uint64_t live_from;
     char name[NODE_MAX];
+};
+
+struct name_ix {
+    const char *name; /* the unit's */
+    size_t gu;
 };
 
 struct xs_pubsub {
@@ -96,6 +115,15 @@ struct xs_pubsub {
     char text[256];
     void (*state_cb)(void *ud);
     void *state_ud;
+    /* delivery every */
+    struct xs_pubsub_spool sp;
+    struct name_ix *by_name; /* units sorted by name */
+    bool every;              /* delivery every with a spool */
+    bool fallback;           /* the spool failed: latest values meanwhile */
+    bool replaying;          /* the last record handed out was delayed */
+    int64_t fallback_ms;     /* the last failed append */
+    uint64_t spooled, replayed, gaps, lost;
+    char spool_text[256];
 };
 
 /* ---- names and forms ---------------------------------------------------- */
@@ -412,6 +440,7 @@ static void req_free(struct ps_req *r)
             r->next->prev = r->prev;
     }
     free(r->points);
+    xs_stanza_free(r->item);
     free(r);
 }
 
@@ -511,12 +540,25 @@ static void notify_state(struct xs_pubsub *ps)
         ps->state_cb(ps->state_ud);
 }
 
+/* Delivery every: what was handed out is handed out again, and records
+ * appended from now on are replayed ones until publishing starts. */
+static void spool_restart(struct xs_pubsub *ps)
+{
+    if (!ps->every)
+        return;
+    ps->sp.rewind(ps->sp.ud);
+    ps->replaying = true;
+    for (size_t i = 0; i < ps->n_nodes; i++)
+        ps->nodes[i].live_from = 0;
+}
+
 static void go_offline(struct xs_pubsub *ps)
 {
     bool changed = ps->state != XS_PUBSUB_OFFLINE;
     ps->gen++;
     ps->state = XS_PUBSUB_OFFLINE;
     ps->in_flight = ps->setup_busy = 0;
+    spool_restart(ps);
     if (changed)
         notify_state(ps);
 }
@@ -556,26 +598,53 @@ static void pump(struct xs_pubsub *ps);
 
 enum sent { SENT, SKIPPED, FAILED };
 
-static enum sent send_publish(struct xs_pubsub *ps, struct ps_req *r)
+/* What became of a request after its answer was handled. */
+enum fate {
+    DONE,  /* finished: the caller frees it */
+    KEEP,  /* sent again (a retry, or the fix before one) */
+    FREED, /* finished and already freed */
+};
+
+/* Sends r's publish (r is taken: kept by the session, or freed).  *rc_out
+ * (may be NULL) gets send_req's result. */
+static enum sent send_publish(struct xs_pubsub *ps, struct ps_req *r,
+                              int *rc_out)
 {
     struct ps_node *n = &ps->nodes[r->gu];
-    struct gw_events_batch b = {
-        .link = n->link,
-        .unit = n->unit,
-        .points = r->points,
-        .n_points = r->n_points,
-        .ts_ms = r->ts_ms,
-        .seq = r->seq,
-    };
-    size_t n_fields = 0;
-    struct xs_stanza *item =
-        xs_pubsub_item(ps->cfg, ps->iot, &b, gw_now_ms(), &n_fields);
-    if (item && n_fields == 0) {
-        /* Nothing to show (points never read): no item. */
-        xs_stanza_free(item);
-        req_free(r);
-        ps->skipped++;
-        return SKIPPED;
+    struct xs_stanza *item = NULL;
+    if (rc_out)
+        *rc_out = GW_OK;
+    if (r->spooled) {
+        item = xs_stanza_copy(r->item);
+    } else {
+        struct gw_events_batch b = {
+            .link = n->link,
+            .unit = n->unit,
+            .points = r->points,
+            .n_points = r->n_points,
+            .ts_ms = r->ts_ms,
+            .seq = r->seq,
+        };
+        size_t n_fields = 0;
+        item = xs_pubsub_item(ps->cfg, ps->iot, &b, gw_now_ms(), &n_fields);
+        if (item && n_fields == 0) {
+            /* Nothing to show (points never read): no item. */
+            xs_stanza_free(item);
+            req_free(r);
+            ps->skipped++;
+            return SKIPPED;
+        }
+        if (item && ps->every) {
+            /* Latest values while the spool fails: ids of their own, so
+             * that they never replace a spooled item (UNIT-SEQ). */
+            const struct cfg_unit *cu = &ps->cfg->links[n->link].units[n->unit];
+            char id[CFG_MAX_NAME + 32];
+            snprintf(id, sizeof(id), "%s-latest-%" PRIu64, cu->name, r->seq);
+            if (xs_stanza_set_attr(item, "id", id) != GW_OK) {
+                xs_stanza_free(item);
+                item = NULL;
+            }
+        }
     }
     struct xs_stanza *pubsub, *iq = iq_new(ps, "set", XS_NS_PUBSUB, &pubsub);
     struct xs_stanza *pub =
@@ -604,7 +673,10 @@ static enum sent send_publish(struct xs_pubsub *ps, struct ps_req *r)
         xs_stanza_free(iq);
         iq = NULL;
     }
+    r->tries++;
     int rc = send_req(ps, r, iq, publish_timeout(ps));
+    if (rc_out)
+        *rc_out = rc;
     if (rc == GW_OK)
         return SENT;
     ps->errors++;
@@ -638,19 +710,347 @@ static void publish_batch(struct xs_pubsub *ps, const struct gw_events_batch *b)
     r->n_points = b->n_points;
     r->seq = b->seq;
     r->ts_ms = b->ts_ms;
-    if (send_publish(ps, r) == SENT)
+    if (send_publish(ps, r, NULL) == SENT)
         ps->in_flight++;
 }
+
+/* ---- delivery every: the spool ------------------------------------------ */
+
+static int cmp_name_ix(const void *a, const void *b)
+{
+    return strcmp(((const struct name_ix *)a)->name,
+                  ((const struct name_ix *)b)->name);
+}
+
+/* The global unit index of a unit name, or SIZE_MAX. */
+static size_t find_unit(const struct xs_pubsub *ps, const char *unit)
+{
+    struct name_ix key = {.name = unit};
+    const struct name_ix *hit = ps->by_name
+                                    ? bsearch(&key, ps->by_name, ps->n_nodes,
+                                              sizeof(*ps->by_name), cmp_name_ix)
+                                    : NULL;
+    return hit ? hit->gu : SIZE_MAX;
+}
+
+static void notify_state(struct xs_pubsub *ps);
+
+static void enter_fallback(struct xs_pubsub *ps, int rc)
+{
+    ps->fallback_ms = gw_now_ms();
+    if (ps->fallback)
+        return;
+    struct gw_spool_stats st;
+    memset(&st, 0, sizeof(st));
+    if (ps->sp.stats)
+        ps->sp.stats(ps->sp.ud, &st);
+    snprintf(ps->spool_text, sizeof(ps->spool_text),
+             "spool: %s; events fall back to latest values",
+             st.error_text[0] ? st.error_text : gw_strerror(rc));
+    ps->fallback = true;
+    GW_LOG(ps->log, GW_LOG_ERROR, AREA,
+           "%s (an append is tried again every %d s; polling goes on)",
+           ps->spool_text, XS_PUBSUB_SPOOL_RETRY_MS / 1000);
+    notify_state(ps);
+}
+
+static void leave_fallback(struct xs_pubsub *ps)
+{
+    if (!ps->fallback)
+        return;
+    ps->fallback = false;
+    ps->spool_text[0] = '\0';
+    GW_LOG(ps->log, GW_LOG_NOTICE, AREA,
+           "the spool works again: every batch is spooled and delivered");
+    notify_state(ps);
+}
+
+/* Appends a batch to the spool: its <fields> payload as a live publish
+ * would carry it (seqnr is set when it is published).  Returns 0 (also
+ * when the batch is skipped or refused for its size), or the spool's
+ * error (the spool failed). */
+static int spool_batch(struct xs_pubsub *ps, const struct gw_events_batch *b)
+{
+    size_t gu = SIZE_MAX;
+    if (b->link < ps->cfg->n_links && b->unit < ps->cfg->links[b->link].n_units)
+        gu = ps->unit_base[b->link] + b->unit;
+    if (gu == SIZE_MAX || !ps->nodes[gu].enabled) {
+        ps->skipped++;
+        return GW_OK;
+    }
+    struct ps_node *n = &ps->nodes[gu];
+    size_t n_fields = 0;
+    struct xs_stanza *item =
+        xs_pubsub_item(ps->cfg, ps->iot, b, gw_now_ms(), &n_fields);
+    if (item && n_fields == 0) {
+        xs_stanza_free(item);
+        ps->skipped++;
+        return GW_OK;
+    }
+    struct xs_stanza *fields =
+        item ? xs_stanza_child(item, "fields", XS_NS_IOT_SD) : NULL;
+    struct xs_buf buf;
+    xs_buf_init(&buf, GW_SPOOL_PAYLOAD_MAX);
+    int rc = fields ? xs_stanza_set_attr(fields, "seqnr", "0") : GW_ENOMEM;
+    if (rc == GW_OK)
+        rc = xs_stanza_serialize(fields, NULL, &buf);
+    xs_stanza_free(item);
+    const char *unit = ps->cfg->links[n->link].units[n->unit].name;
+    if (rc == GW_OK) {
+        uint64_t seq = 0;
+        rc = ps->sp.append(ps->sp.ud, unit, b->ts_ms, buf.data, buf.len, &seq);
+        if (rc == GW_OK) {
+            ps->spooled++;
+            if (ps->state == XS_PUBSUB_RUNNING && n->live_from == 0)
+                n->live_from = seq;
+        }
+    }
+    xs_buf_close(&buf);
+    if (rc == GW_ELIMIT || rc == GW_ENOMEM) {
+        /* This batch only: not a failure of the spool. */
+        ps->errors++;
+        ps->lost++;
+        GW_LOG(ps->log, GW_LOG_WARN, AREA,
+               "unit %s: a batch of %zu point(s) cannot be spooled: %s%s", unit,
+               b->n_points, gw_strerror(rc),
+               rc == GW_ELIMIT ? " (larger than a spool record)" : "");
+        return GW_OK;
+    }
+    return rc;
+}
+
+/* Takes every ready batch into the spool (delivery every). */
+static void drain_source(struct xs_pubsub *ps)
+{
+    struct gw_events_batch b;
+    while (!ps->fallback && ps->src.take && ps->src.take(ps->src.ud, &b)) {
+        int rc = spool_batch(ps, &b);
+        if (rc == GW_OK)
+            continue;
+        enter_fallback(ps, rc);
+        /* This batch is taken: publish it now (latest values from here
+         * on; when not publishing, the snapshot of the next login covers
+         * it). */
+        if (ps->state == XS_PUBSUB_RUNNING)
+            publish_batch(ps, &b);
+    }
+}
+
+/* An item of a spool record; NULL on a payload that does not parse. */
+static struct xs_stanza *dom_copy(const xmlNode *n, unsigned depth)
+{
+    if (depth > 32)
+        return NULL;
+    const char *ns = n->ns && n->ns->href ? (const char *)n->ns->href : NULL;
+    struct xs_stanza *s = xs_stanza_new((const char *)n->name, ns);
+    if (!s)
+        return NULL;
+    for (const xmlAttr *a = n->properties; a; a = a->next) {
+        xmlChar *v = xmlNodeListGetString(n->doc, a->children, 1);
+        int rc = xs_stanza_set_attr(s, (const char *)a->name,
+                                    v ? (const char *)v : "");
+        xmlFree(v);
+        if (rc != GW_OK)
+            goto fail;
+    }
+    for (const xmlNode *c = n->children; c; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE) {
+            struct xs_stanza *k = dom_copy(c, depth + 1);
+            if (!k || xs_stanza_add_child(s, k) != GW_OK) {
+                xs_stanza_free(k);
+                goto fail;
+            }
+        } else if ((c->type == XML_TEXT_NODE ||
+                    c->type == XML_CDATA_SECTION_NODE) &&
+                   c->content) {
+            const char *t = (const char *)c->content;
+            if (xs_stanza_append_text(s, t, strlen(t)) != GW_OK)
+                goto fail;
+        }
+    }
+    return s;
+fail:
+    xs_stanza_free(s);
+    return NULL;
+}
+
+static struct xs_stanza *parse_payload(const uint8_t *p, size_t len)
+{
+    if (!p || len == 0 || len > GW_SPOOL_PAYLOAD_MAX)
+        return NULL;
+    xmlDocPtr doc = xmlReadMemory((const char *)p, (int)len, "spool", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                      XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+    if (!doc)
+        return NULL;
+    const xmlNode *root = xmlDocGetRootElement(doc);
+    struct xs_stanza *f = NULL;
+    if (root && strcmp((const char *)root->name, "fields") == 0 && root->ns &&
+        root->ns->href &&
+        strcmp((const char *)root->ns->href, XS_NS_IOT_SD) == 0)
+        f = dom_copy(root, 0);
+    xmlFreeDoc(doc);
+    return f;
+}
+
+struct xs_stanza *xs_pubsub_spool_item(const struct gw_spool_rec *rec,
+                                       const char *delay_from)
+{
+    char id[GW_SPOOL_UNIT_MAX + 24], num[24], t[40];
+    snprintf(id, sizeof(id), "%s-%" PRIu64, rec->unit, rec->seq);
+    struct xs_stanza *item = xs_stanza_new("item", NULL);
+    if (!item || xs_stanza_set_attr(item, "id", id) != GW_OK)
+        goto fail;
+    if (rec->kind == GW_SPOOL_GAP) {
+        struct xs_stanza *g = xs_stanza_add_new(item, "gap", XS_NS_FG_SPOOL);
+        if (!g || xs_stanza_set_attr(g, "node", rec->unit) != GW_OK)
+            goto fail;
+        xs_iot_format_time(rec->gap_from_ms, t, sizeof(t));
+        if (xs_stanza_set_attr(g, "from", t) != GW_OK)
+            goto fail;
+        xs_iot_format_time(rec->gap_to_ms, t, sizeof(t));
+        if (xs_stanza_set_attr(g, "to", t) != GW_OK)
+            goto fail;
+        snprintf(num, sizeof(num), "%" PRIu64, rec->gap_count);
+        if (xs_stanza_set_attr(g, "samples", num) != GW_OK)
+            goto fail;
+        return item;
+    }
+    struct xs_stanza *f = parse_payload(rec->payload, rec->len);
+    if (!f || xs_stanza_add_child(item, f) != GW_OK) {
+        xs_stanza_free(f);
+        goto fail;
+    }
+    snprintf(num, sizeof(num), "%" PRIu64, rec->seq);
+    if (xs_stanza_set_attr(f, "seqnr", num) != GW_OK)
+        goto fail;
+    if (delay_from) {
+        /* XEP-0203 inside the payload (after the <node>: XEP-0323
+         * readers such as slixmpp's xep_0323 skip what they do not
+         * know). */
+        struct xs_stanza *d = xs_stanza_add_new(f, "delay", XS_NS_DELAY);
+        xs_iot_format_time(rec->ts_ms, t, sizeof(t));
+        if (!d || xs_stanza_set_attr(d, "stamp", t) != GW_OK ||
+            (delay_from[0] &&
+             xs_stanza_set_attr(d, "from", delay_from) != GW_OK))
+            goto fail;
+    }
+    return item;
+fail:
+    xs_stanza_free(item);
+    return NULL;
+}
+
+/* A record given up (acknowledged without a publication). */
+static void give_up(struct xs_pubsub *ps, size_t gu, uint64_t pos,
+                    const char *unit, uint64_t seq, const char *why)
+{
+    ps->sp.ack(ps->sp.ud, pos);
+    ps->lost++;
+    struct ps_node *n = gu == SIZE_MAX ? NULL : &ps->nodes[gu];
+    bool first = n ? !n->logged_error : true;
+    if (n)
+        n->logged_error = true;
+    GW_LOG(ps->log, first ? GW_LOG_WARN : GW_LOG_DEBUG, AREA,
+           "spooled item %s-%" PRIu64 " given up (%s); counted as lost", unit,
+           seq, why);
+}
+
+/* Publishes one record handed out by the spool.  Returns false when
+ * nothing more should be sent now (the session is going). */
+static bool publish_record(struct xs_pubsub *ps, const struct gw_spool_rec *rec)
+{
+    size_t gu = find_unit(ps, rec->unit);
+    if (gu == SIZE_MAX || !ps->nodes[gu].enabled) {
+        give_up(ps, gu, rec->pos, rec->unit, rec->seq,
+                "the unit has no events node in this map");
+        return true;
+    }
+    struct ps_node *n = &ps->nodes[gu];
+    if (n->failed) {
+        give_up(ps, gu, rec->pos, rec->unit, rec->seq,
+                "its node could not be set up at this login");
+        return true;
+    }
+    bool delayed = false;
+    if (rec->kind == GW_SPOOL_SAMPLE) {
+        delayed = n->live_from == 0 || rec->seq < n->live_from ||
+                  gw_now_ms() - rec->ts_ms > XS_PUBSUB_DELAY_AFTER_MS;
+        ps->replaying = delayed;
+    }
+    struct xs_stanza *item =
+        xs_pubsub_spool_item(rec, delayed ? ps->bare : NULL);
+    if (!item) {
+        give_up(ps, gu, rec->pos, rec->unit, rec->seq,
+                "its payload cannot be read");
+        return true;
+    }
+    struct ps_req *r = req_new(ps, OP_PUBLISH, gu);
+    if (!r) {
+        xs_stanza_free(item);
+        ps->errors++;
+        return false; /* sent again after the next rewind */
+    }
+    r->spooled = true;
+    r->delayed = delayed;
+    r->gap = rec->kind == GW_SPOOL_GAP;
+    r->pos = rec->pos;
+    r->seq = rec->seq;
+    r->ts_ms = rec->ts_ms;
+    r->item = item;
+    uint64_t pos = rec->pos, seq = rec->seq;
+    int rc;
+    if (send_publish(ps, r, &rc) == SENT) {
+        ps->in_flight++;
+        return true;
+    }
+    if (rc == GW_ELIMIT) {
+        give_up(ps, gu, pos, n->name, seq, "larger than xmpp.stanza_max");
+        return true;
+    }
+    return false;
+}
+
+/* Publishes a failed spooled publish again, up to XS_PUBSUB_SPOOL_TRIES
+ * sends in a session; then gives it up. */
+static enum fate spool_retry(struct xs_pubsub *ps, struct ps_req *r,
+                             const char *cond);
 
 static void pump(struct xs_pubsub *ps)
 {
     if (ps->pumping)
         return;
     ps->pumping = true;
-    while (ps->state == XS_PUBSUB_RUNNING && ps->in_flight < window_of(ps)) {
+    while (ps->state == XS_PUBSUB_RUNNING) {
+        uint32_t limit = window_of(ps);
+        if (ps->every && ps->replaying && limit > 1)
+            limit /= 2; /* pacing: replay leaves half the window */
+        if (ps->in_flight >= limit)
+            break;
+        if (ps->every) {
+            struct gw_spool_rec rec;
+            if (ps->sp.next(ps->sp.ud, &rec)) {
+                if (!publish_record(ps, &rec))
+                    break;
+                continue;
+            }
+            ps->replaying = false;
+            if (!ps->fallback)
+                break;
+        }
         struct gw_events_batch b;
         if (!ps->src.take || !ps->src.take(ps->src.ud, &b))
             break;
+        if (ps->every &&
+            gw_now_ms() - ps->fallback_ms >= XS_PUBSUB_SPOOL_RETRY_MS) {
+            int rc = spool_batch(ps, &b);
+            if (rc == GW_OK) {
+                leave_fallback(ps);
+                drain_source(ps);
+                continue;
+            }
+            ps->fallback_ms = gw_now_ms();
+        }
         publish_batch(ps, &b);
     }
     ps->pumping = false;
@@ -664,20 +1064,32 @@ static void publish_done(struct xs_pubsub *ps)
     pump(ps);
 }
 
-/* What became of a request after its answer was handled. */
-enum fate {
-    DONE,  /* finished: the caller frees it */
-    KEEP,  /* sent again (a retry, or the fix before one) */
-    FREED, /* finished and already freed */
-};
-
 /* Retries r's publish once (after a configure or create). */
 static enum fate republish(struct xs_pubsub *ps, struct ps_req *r)
 {
     r->op = OP_PUBLISH;
     r->retried = true;
     ps->retries++;
-    return send_publish(ps, r) == SENT ? KEEP : FREED;
+    return send_publish(ps, r, NULL) == SENT ? KEEP : FREED;
+}
+
+static enum fate spool_retry(struct xs_pubsub *ps, struct ps_req *r,
+                             const char *cond)
+{
+    if (r->tries < XS_PUBSUB_SPOOL_TRIES) {
+        ps->retries++;
+        int rc;
+        if (send_publish(ps, r, &rc) == SENT)
+            return KEEP;
+        /* r is freed: an oversized item is given up, otherwise it is
+         * sent again after the next rewind. */
+        return FREED;
+    }
+    char why[96];
+    snprintf(why, sizeof(why), "%u publishes failed, the last with %s",
+             r->tries, cond);
+    give_up(ps, r->gu, r->pos, ps->nodes[r->gu].name, r->seq, why);
+    return DONE;
 }
 
 static void log_publish_error(struct xs_pubsub *ps, struct ps_node *n,
@@ -702,6 +1114,11 @@ static enum fate on_publish(struct xs_pubsub *ps, struct ps_req *r,
         n->published++;
         if (r->options && r->cfg_epoch == n->epoch)
             n->options_ok = true;
+        if (r->spooled) {
+            ps->sp.ack(ps->sp.ud, r->pos);
+            ps->replayed += r->delayed;
+            ps->gaps += r->gap;
+        }
         return DONE;
     }
     if (ps->state != XS_PUBSUB_RUNNING) {
@@ -786,7 +1203,9 @@ static enum fate on_publish(struct xs_pubsub *ps, struct ps_req *r,
     } else {
         log_publish_error(ps, n, &e);
     }
-    return DONE;
+    /* A spooled record is acked only on a result: sent again, then given
+     * up. */
+    return r->spooled ? spool_retry(ps, r, e.cond) : DONE;
 }
 
 /* ---- login checks ------------------------------------------------------- */
@@ -808,9 +1227,11 @@ static void start_running(struct xs_pubsub *ps)
            (ps->features & XS_PUBSUB_F_PUBLISH_OPTIONS) ? "with" : "without",
            failed ? "; some nodes could not be set up (see above)" : "");
     notify_state(ps);
+    spool_restart(ps);
     /* Subscribers see the latest value of every point after a login (a
-     * server restart loses non-persistent items). */
-    if (ps->src.snapshot)
+     * server restart loses non-persistent items).  Delivery every sends
+     * what the spool holds instead: a snapshot would repeat samples. */
+    if (ps->src.snapshot && (!ps->every || ps->fallback))
         ps->src.snapshot(ps->src.ud);
     pump(ps);
 }
@@ -1292,6 +1713,17 @@ int xs_pubsub_new(const struct cfg *cfg, struct gw_iot *iot,
             }
         }
     }
+    ps->by_name = calloc(ps->n_nodes ? ps->n_nodes : 1, sizeof(*ps->by_name));
+    if (!ps->by_name) {
+        xs_pubsub_free(ps);
+        return GW_ENOMEM;
+    }
+    for (size_t i = 0; i < ps->n_nodes; i++) {
+        ps->by_name[i].name =
+            cfg->links[ps->nodes[i].link].units[ps->nodes[i].unit].name;
+        ps->by_name[i].gu = i;
+    }
+    qsort(ps->by_name, ps->n_nodes, sizeof(*ps->by_name), cmp_name_ix);
     if (ps->ev->access_model == CFG_AM_WHITELIST) {
         const struct cfg_access *a = &cfg->access;
         for (size_t k = 0; k < a->n_readers + a->n_controllers; k++) {
@@ -1370,8 +1802,46 @@ void xs_pubsub_offline(struct xs_pubsub *ps)
     go_offline(ps);
 }
 
+void xs_pubsub_set_spool(struct xs_pubsub *ps, const struct xs_pubsub_spool *sp)
+{
+    memset(&ps->sp, 0, sizeof(ps->sp));
+    ps->every = false;
+    ps->fallback = false;
+    ps->spool_text[0] = '\0';
+    if (!sp || ps->ev->delivery != CFG_DELIVERY_EVERY || !sp->append ||
+        !sp->next || !sp->ack || !sp->rewind)
+        return;
+    ps->sp = *sp;
+    ps->every = true;
+    ps->replaying = true;
+    if (sp->stats) {
+        struct gw_spool_stats st;
+        memset(&st, 0, sizeof(st));
+        sp->stats(sp->ud, &st);
+        if (st.error)
+            enter_fallback(ps, st.error);
+    }
+}
+
 void xs_pubsub_ready(struct xs_pubsub *ps)
 {
+    if (ps->every && !ps->fallback) {
+        drain_source(ps);
+    } else if (ps->every && ps->state != XS_PUBSUB_RUNNING &&
+               gw_now_ms() - ps->fallback_ms >= XS_PUBSUB_SPOOL_RETRY_MS) {
+        /* Not publishing and the spool failed: try it again with this
+         * batch (if it fails too, the batch is left to the snapshot of
+         * the next login, as with latest values). */
+        struct gw_events_batch b;
+        if (ps->src.take && ps->src.take(ps->src.ud, &b)) {
+            if (spool_batch(ps, &b) == GW_OK) {
+                leave_fallback(ps);
+                drain_source(ps);
+            } else {
+                ps->fallback_ms = gw_now_ms();
+            }
+        }
+    }
     pump(ps);
 }
 
@@ -1383,6 +1853,7 @@ void xs_pubsub_free(struct xs_pubsub *ps)
         r->ps = NULL;
     free(ps->nodes);
     free(ps->unit_base);
+    free(ps->by_name);
     free(ps);
 }
 
@@ -1399,6 +1870,22 @@ void xs_pubsub_get_stats(const struct xs_pubsub *ps,
     out->backlog = ps->src.backlog ? ps->src.backlog(ps->src.ud) : 0;
     out->features = ps->features;
     snprintf(out->text, sizeof(out->text), "%s", ps->text);
+    out->every = ps->every;
+    out->fallback = ps->fallback;
+    out->spooled = ps->spooled;
+    out->replayed = ps->replayed;
+    out->gaps = ps->gaps;
+    out->lost = ps->lost;
+    snprintf(out->spool_text, sizeof(out->spool_text), "%s", ps->spool_text);
+    if (ps->every && ps->sp.stats) {
+        struct gw_spool_stats st;
+        memset(&st, 0, sizeof(st));
+        ps->sp.stats(ps->sp.ud, &st);
+        out->backlog += st.records;
+        out->spool_bytes = st.bytes;
+        out->spool_oldest_ms = st.oldest_ms;
+        out->spool_dropped = st.dropped;
+    }
 }
 
 uint64_t xs_pubsub_unit_published(const struct xs_pubsub *ps, size_t link,

@@ -26,6 +26,17 @@
  * state until the next login (or reload): nothing more is published, and
  * polling and readouts go on.  docs/events.md tells the whole story.
  *
+ * With `events.delivery: every` and a spool (xs_pubsub_set_spool), every
+ * batch is taken at once when it is ready (online or not) and appended to
+ * the spool as its serialized <fields> payload; the publisher then
+ * publishes from the spool, oldest first, in the same window: a record is
+ * acknowledged to the spool only on the service's result, the spool is
+ * rewound when the session goes down.  Replayed records carry an XEP-0203
+ * <delay> inside <fields>; records the spool dropped (bounds) are
+ * published as <gap xmlns='urn:fieldgate:spool:0'/> items.  When the spool
+ * fails (I/O error), delivery falls back to latest values until an append
+ * succeeds again.  docs/events.md, "Delivery modes and replay".
+ *
  * Everything runs on the loop thread. */
 #ifndef XS_PUBSUB_H
 #define XS_PUBSUB_H
@@ -38,6 +49,7 @@
 #include "gw_events.h"
 #include "gw_iot.h"
 #include "gw_log.h"
+#include "gw_spool.h"
 #include "xs_conn.h"
 #include "xs_stanza.h"
 
@@ -47,7 +59,33 @@
 #define XS_NS_PUBSUB_NODE_CONFIG "http://jabber.org/protocol/pubsub#node_config"
 #define XS_NS_PUBSUB_PUBLISH_OPTIONS                                           \
     "http://jabber.org/protocol/pubsub#publish-options"
+#define XS_NS_FG_SPOOL "urn:fieldgate:spool:0" /* <gap/> items */
 
+/* A record handed out more than this after its sample time is stamped
+ * with an XEP-0203 <delay> (besides every record appended while the
+ * publisher was not publishing). */
+#define XS_PUBSUB_DELAY_AFTER_MS 10000
+/* A spooled record whose publish fails this many times in one session
+ * (errors other than forbidden and a lost session) is given up: acked,
+ * counted in `lost`, logged. */
+#define XS_PUBSUB_SPOOL_TRIES 3
+/* In fallback (the spool failed), an append is tried again after this
+ * long. */
+#define XS_PUBSUB_SPOOL_RETRY_MS 10000
+
+/* The spool of `delivery: every`: gateway/gw_spool in the daemon (the
+ * same contracts as gw_spool_append/next/ack/rewind/get_stats), a fake or
+ * a real spool in tests.  append may fail with GW_EIO (the publisher then
+ * falls back to latest values). */
+struct xs_pubsub_spool {
+    int (*append)(void *ud, const char *unit, int64_t ts_ms,
+                  const void *payload, size_t len, uint64_t *seq_out);
+    bool (*next)(void *ud, struct gw_spool_rec *out);
+    void (*ack)(void *ud, uint64_t pos);
+    void (*rewind)(void *ud);
+    void (*stats)(void *ud, struct gw_spool_stats *out);
+    void *ud;
+};
 /* Where batches come from (gw_events in the daemon; a script in tests). */
 struct xs_pubsub_source {
     /* The oldest ready batch (see gw_events_take); false when none. */
@@ -88,6 +126,18 @@ struct xs_pubsub_stats {
     size_t backlog;     /* batches waiting in the source */
     unsigned features;  /* XS_PUBSUB_F_* of the service */
     char text[256];     /* the warning ("" when none) */
+    /* delivery every (with a spool); backlog is then the spool's
+     * unacknowledged records */
+    bool every;              /* delivery every with a spool */
+    bool fallback;           /* the spool failed: latest values meanwhile */
+    uint64_t spooled;        /* batches appended to the spool */
+    uint64_t replayed;       /* items published with a <delay> */
+    uint64_t gaps;           /* gap items published */
+    uint64_t lost;           /* records given up after failed publishes */
+    uint64_t spool_bytes;    /* on disk */
+    int64_t spool_oldest_ms; /* sample time of the oldest unsent, 0 if none */
+    uint64_t spool_dropped;  /* samples dropped by the spool's bounds */
+    char spool_text[256];    /* the fallback's reason ("" when none) */
 };
 
 struct xs_pubsub;
@@ -98,6 +148,13 @@ struct xs_pubsub;
 int xs_pubsub_new(const struct cfg *cfg, struct gw_iot *iot,
                   const struct xs_pubsub_source *src, const struct gw_log *log,
                   struct xs_pubsub **out);
+
+/* Delivery every: batches go through sp (copied) when cfg->events.delivery
+ * is every; call before the first xs_pubsub_online.  Without it (or with
+ * delivery latest) the publisher coalesces.  When sp's stats report an
+ * error at once, the publisher starts in fallback. */
+void xs_pubsub_set_spool(struct xs_pubsub *ps,
+                         const struct xs_pubsub_spool *sp);
 
 /* Iqs go out through xs_conn_iq on c (or, for tests, through fn). */
 void xs_pubsub_attach(struct xs_pubsub *ps, struct xs_conn *c);
@@ -165,6 +222,14 @@ struct xs_stanza *xs_pubsub_item(const struct cfg *cfg,
                                  const struct gw_iot *iot,
                                  const struct gw_events_batch *b,
                                  int64_t now_ms, size_t *n_fields);
+
+/* The <item id='UNIT-SEQ'> of a spool record: a SAMPLE's stored <fields>
+ * payload (XML text) with seqnr SEQ and, when delay_from is not NULL, an
+ * XEP-0203 <delay stamp='sample time' from=delay_from/> as its first
+ * child; a GAP's <gap xmlns='urn:fieldgate:spool:0' node from to
+ * samples/>.  NULL when the payload does not parse, or on no memory. */
+struct xs_stanza *xs_pubsub_spool_item(const struct gw_spool_rec *rec,
+                                       const char *delay_from);
 
 /* XEP-0060 wire names of the configuration values. */
 const char *xs_pubsub_access_model_name(enum cfg_access_model m);

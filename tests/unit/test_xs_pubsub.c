@@ -855,6 +855,329 @@ static void test_gateway_status(void **state)
     fx_free(f);
 }
 
+/* ---- delivery every: a fake spool --------------------------------------- */
+
+#define FS_MAX 32
+
+struct fake_spool {
+    struct {
+        enum gw_spool_kind kind;
+        char unit[GW_SPOOL_UNIT_MAX + 1];
+        uint64_t seq;
+        int64_t ts_ms;
+        char *payload;
+        size_t len;
+        int64_t gap_from, gap_to;
+        uint64_t gap_count;
+        bool acked;
+    } r[FS_MAX];
+    size_t n, handed;
+    uint64_t last_seq[2];
+    int fail; /* appends fail with this (GW_EIO) */
+    size_t acks, rewinds;
+};
+
+static uint64_t *fs_seq(struct fake_spool *fs, const char *unit)
+{
+    return &fs->last_seq[strcmp(unit, "m2") == 0];
+}
+
+static int fs_append(void *ud, const char *unit, int64_t ts_ms,
+                     const void *payload, size_t len, uint64_t *seq_out)
+{
+    struct fake_spool *fs = ud;
+    if (fs->fail)
+        return fs->fail;
+    assert_true(fs->n < FS_MAX);
+    size_t i = fs->n++;
+    fs->r[i].kind = GW_SPOOL_SAMPLE;
+    snprintf(fs->r[i].unit, sizeof(fs->r[i].unit), "%s", unit);
+    fs->r[i].seq = ++*fs_seq(fs, unit);
+    fs->r[i].ts_ms = ts_ms;
+    fs->r[i].payload = malloc(len + 1); /* NUL-terminated for the test */
+    assert_non_null(fs->r[i].payload);
+    memcpy(fs->r[i].payload, payload, len);
+    fs->r[i].payload[len] = '\0';
+    fs->r[i].len = len;
+    if (seq_out)
+        *seq_out = fs->r[i].seq;
+    return GW_OK;
+}
+
+static void fs_gap(struct fake_spool *fs, const char *unit, uint64_t count)
+{
+    size_t i = fs->n++;
+    fs->r[i].kind = GW_SPOOL_GAP;
+    snprintf(fs->r[i].unit, sizeof(fs->r[i].unit), "%s", unit);
+    fs->r[i].seq = ++*fs_seq(fs, unit);
+    fs->r[i].gap_from = 1796323351250; /* 2026-12-03T18:42:31.250Z */
+    fs->r[i].gap_to = fs->r[i].gap_from + 60000;
+    fs->r[i].ts_ms = fs->r[i].gap_to;
+    fs->r[i].gap_count = count;
+}
+
+static bool fs_next(void *ud, struct gw_spool_rec *out)
+{
+    struct fake_spool *fs = ud;
+    while (fs->handed < fs->n && fs->r[fs->handed].acked)
+        fs->handed++;
+    if (fs->handed >= fs->n)
+        return false;
+    size_t i = fs->handed++;
+    *out = (struct gw_spool_rec){
+        .kind = fs->r[i].kind,
+        .unit = fs->r[i].unit,
+        .seq = fs->r[i].seq,
+        .ts_ms = fs->r[i].ts_ms,
+        .payload = (const uint8_t *)fs->r[i].payload,
+        .len = fs->r[i].len,
+        .gap_from_ms = fs->r[i].gap_from,
+        .gap_to_ms = fs->r[i].gap_to,
+        .gap_count = fs->r[i].gap_count,
+        .pos = i,
+    };
+    return true;
+}
+
+static void fs_ack(void *ud, uint64_t pos)
+{
+    struct fake_spool *fs = ud;
+    assert_true(pos < fs->n);
+    assert_false(fs->r[pos].acked);
+    fs->r[pos].acked = true;
+    fs->acks++;
+}
+
+static void fs_rewind(void *ud)
+{
+    struct fake_spool *fs = ud;
+    fs->handed = 0;
+    fs->rewinds++;
+}
+
+static void fs_stats(void *ud, struct gw_spool_stats *out)
+{
+    struct fake_spool *fs = ud;
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < fs->n; i++) {
+        if (fs->r[i].acked)
+            continue;
+        out->records++;
+        if (!out->oldest_ms)
+            out->oldest_ms = fs->r[i].ts_ms;
+    }
+    out->bytes = 4096;
+    out->dropped = 7;
+    out->error = fs->fail;
+    if (fs->fail)
+        snprintf(out->error_text, sizeof(out->error_text),
+                 "write to /x/spool failed: No space left on device");
+}
+
+static void fs_free(struct fake_spool *fs)
+{
+    for (size_t i = 0; i < fs->n; i++)
+        free(fs->r[i].payload);
+}
+
+static struct fx *fx_every(struct fake_spool *fs)
+{
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    f->cfg->events.delivery = CFG_DELIVERY_EVERY;
+    struct xs_pubsub_spool sp = {.append = fs_append,
+                                 .next = fs_next,
+                                 .ack = fs_ack,
+                                 .rewind = fs_rewind,
+                                 .stats = fs_stats,
+                                 .ud = fs};
+    xs_pubsub_set_spool(f->ps, &sp);
+    return f;
+}
+
+/* Every batch is spooled when ready (offline too), published from the
+ * spool in order with a <delay> when replayed, acked on results only,
+ * handed out again after a disconnect; no snapshot; live records after the
+ * backlog have no <delay>. */
+static void test_every_spool_replay(void **state)
+{
+    (void)state;
+    struct fake_spool fs = {0};
+    struct fx *f = fx_every(&fs);
+    add_batch(f, 0, 1, (size_t)0);
+    add_batch(f, 1, 1, (size_t)0);
+    add_batch(f, 0, 2, (size_t)1, (size_t)2);
+    xs_pubsub_ready(f->ps);
+    assert_int_equal(f->taken, 3); /* at once, offline: no coalescing */
+    assert_int_equal(fs.n, 3);
+    assert_int_equal(f->n_iq, 0);
+    assert_true(has(fs.r[0].payload,
+                    "<fields xmlns='urn:xmpp:iot:sensordata'"
+                    " seqnr='0' done='true'><node nodeId='m1'"));
+    assert_false(has(fs.r[0].payload, "name='q'"));
+    assert_true(has(fs.r[2].payload, "name='q'"));
+    login_ready(f);
+    assert_int_equal(f->snapshots, 0);
+    size_t base = 3;
+    /* Replaying: half the window (2 -> 1) in flight. */
+    assert_int_equal(f->n_iq, base + 1);
+    const char *p = iq_xml(f, base);
+    assert_true(has(p, "<publish node='fg/m1'><item id='m1-1'><fields xmlns="
+                       "'urn:xmpp:iot:sensordata' seqnr='1' done='true'>"));
+    assert_true(has(p, "<delay xmlns='urn:xmpp:delay' stamp='"));
+    assert_true(has(p, "from='" GW "'/></fields></item></publish>"));
+    answer(f, base, RESULT, 0);
+    assert_int_equal(fs.acks, 1);
+    assert_int_equal(f->n_iq, base + 2);
+    assert_true(has(iq_xml(f, base + 1), "<item id='m2-1'>"));
+    /* The session drops before m2-1 is answered: handed out again. */
+    xs_pubsub_offline(f->ps);
+    answer(f, base + 1, NULL, GW_EDISCONNECTED);
+    assert_int_equal(fs.acks, 1);
+    assert_true(fs.rewinds >= 1);
+    base = f->n_iq;
+    login_ready(f);
+    base += 3;
+    assert_true(has(iq_xml(f, base), "<item id='m2-1'>"));
+    answer(f, base, RESULT, 0);
+    assert_true(has(iq_xml(f, base + 1), "<item id='m1-2'>"));
+    assert_true(has(iq_xml(f, base + 1), "name='q'"));
+    answer(f, base + 1, RESULT, 0);
+    assert_int_equal(fs.acks, 3);
+    /* Live: published at once, no <delay>, the whole window. */
+    add_batch(f, 1, 1, (size_t)0);
+    add_batch(f, 0, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    assert_int_equal(fs.n, 5);
+    assert_int_equal(f->n_iq, base + 4);
+    assert_true(has(iq_xml(f, base + 2), "<item id='m2-2'>"));
+    assert_false(has(iq_xml(f, base + 2), "urn:xmpp:delay"));
+    assert_true(has(iq_xml(f, base + 3), "<item id='m1-3'>"));
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_true(st.every);
+    assert_false(st.fallback);
+    assert_int_equal(st.spooled, 5);
+    assert_int_equal(st.replayed, 3);
+    assert_int_equal(st.backlog, 2); /* the two live ones, unacked */
+    assert_int_equal(st.spool_bytes, 4096);
+    assert_int_equal(st.spool_dropped, 7);
+    answer(f, base + 2, RESULT, 0);
+    answer(f, base + 3, RESULT, 0);
+    assert_int_equal(fs.acks, 5);
+    fx_free(f);
+    fs_free(&fs);
+}
+
+/* Gap records become <gap/> items; a record whose publish keeps failing
+ * is sent XS_PUBSUB_SPOOL_TRIES times, then given up (acked, lost); the
+ * spool failing makes the publisher fall back to latest values (a warning,
+ * ids of their own). */
+static void test_every_gap_retry_fallback(void **state)
+{
+    (void)state;
+    struct fake_spool fs = {0};
+    struct fx *f = fx_every(&fs);
+    fs_gap(&fs, "m1", 5);
+    add_batch(f, 0, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    login_ready(f);
+    size_t base = 3;
+    assert_true(has(iq_xml(f, base),
+                    "<item id='m1-1'><gap xmlns='urn:fieldgate:spool:0' "
+                    "node='m1' from='2026-12-03T18:42:31.250Z' "
+                    "to='2026-12-03T18:43:31.250Z' samples='5'/></item>"));
+    answer(f, base, RESULT, 0);
+    /* m1-2 fails three times, then is given up. */
+    for (size_t k = 0; k < XS_PUBSUB_SPOOL_TRIES; k++) {
+        assert_int_equal(f->n_iq, base + 2 + k);
+        assert_true(has(iq_xml(f, base + 1 + k), "<item id='m1-2'>"));
+        answer(f, base + 1 + k, ERR("not-acceptable", ""), 0);
+    }
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.lost, 1);
+    assert_int_equal(st.gaps, 1);
+    assert_int_equal(fs.acks, 2);
+    assert_true(has(f->logbuf ? f->logbuf : "", "given up"));
+    /* The disk fills: latest values, a warning, polling unaffected. */
+    fs.fail = GW_EIO;
+    int changes = f->state_changes;
+    add_batch(f, 0, 1, (size_t)1);
+    xs_pubsub_ready(f->ps);
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_true(st.fallback);
+    assert_true(has(st.spool_text, "No space left on device"));
+    assert_true(f->state_changes > changes);
+    size_t n = f->n_iq;
+    assert_true(has(iq_xml(f, n - 1), "<item id='m1-latest-"));
+    assert_false(has(iq_xml(f, n - 1), "urn:xmpp:delay"));
+    assert_int_equal(fs.n, 2);
+    /* The gateway node shows the warning through the stats hook. */
+    fflush(f->log.out);
+    assert_true(has(f->logbuf, "events fall back to latest values"));
+    answer(f, n - 1, RESULT, 0);
+    fx_free(f);
+    fs_free(&fs);
+}
+
+/* The spool unusable at start: fallback at once (a snapshot at login). */
+static void test_every_spool_unusable_at_start(void **state)
+{
+    (void)state;
+    struct fake_spool fs = {.fail = GW_EIO};
+    struct fx *f = fx_every(&fs);
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_true(st.every);
+    assert_true(st.fallback);
+    login_ready(f);
+    assert_int_equal(f->snapshots, 1);
+    add_batch(f, 0, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    assert_true(has(iq_xml(f, f->n_iq - 1), "<item id='m1-latest-1'>"));
+    answer(f, f->n_iq - 1, RESULT, 0);
+    fx_free(f);
+    fs_free(&fs);
+}
+
+/* A spooled payload read back: seqnr and <delay> set, the rest as
+ * stored; a payload that is not <fields> is refused. */
+static void test_spool_item(void **state)
+{
+    (void)state;
+    const char pl[] = "<fields xmlns='urn:xmpp:iot:sensordata' seqnr='0' "
+                      "done='true'><node nodeId='m1'><timestamp value='2026-"
+                      "12-03T18:42:31.250Z'><string name='s' momentary='true'"
+                      " value='a&amp;b &lt;c&gt;'/></timestamp></node>"
+                      "</fields>";
+    struct gw_spool_rec rec = {.kind = GW_SPOOL_SAMPLE,
+                               .unit = "m1",
+                               .seq = 42,
+                               .ts_ms = 1796323351250,
+                               .payload = (const uint8_t *)pl,
+                               .len = strlen(pl)};
+    struct xs_stanza *it = xs_pubsub_spool_item(&rec, GW);
+    assert_non_null(it);
+    struct xs_buf b;
+    xs_buf_init(&b, 1u << 16);
+    assert_int_equal(xs_stanza_serialize(it, NULL, &b), 0);
+    assert_string_equal(
+        b.data, "<item id='m1-42'><fields xmlns='urn:xmpp:iot:sensordata' "
+                "seqnr='42' done='true'><node nodeId='m1'><timestamp value='"
+                "2026-12-03T18:42:31.250Z'><string name='s' momentary='true'"
+                " value='a&amp;b &lt;c&gt;'/></timestamp></node><delay xmlns="
+                "'urn:xmpp:delay' stamp='2026-12-03T18:42:31.250Z' from='" GW
+                "'/></fields></item>");
+    xs_buf_close(&b);
+    xs_stanza_free(it);
+    rec.payload = (const uint8_t *)"<x xmlns='y'/>";
+    rec.len = strlen((const char *)rec.payload);
+    assert_null(xs_pubsub_spool_item(&rec, NULL));
+    rec.payload = (const uint8_t *)"<fields xmlns='urn:xmpp:iot:sensordata'";
+    rec.len = strlen((const char *)rec.payload);
+    assert_null(xs_pubsub_spool_item(&rec, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -870,6 +1193,10 @@ int main(void)
         cmocka_unit_test(test_whitelist_members),
         cmocka_unit_test(test_pep_offline_orphans),
         cmocka_unit_test(test_gateway_status),
+        cmocka_unit_test(test_every_spool_replay),
+        cmocka_unit_test(test_every_gap_retry_fallback),
+        cmocka_unit_test(test_every_spool_unusable_at_start),
+        cmocka_unit_test(test_spool_item),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
