@@ -941,6 +941,63 @@ static int sc_byte(struct xs_parser *p, unsigned char c)
     return EV_NONE;
 }
 
+/* A byte that ends a name (or is not allowed in one). */
+static bool sc_name_stop(unsigned char c)
+{
+    return c <= ' ' || c == '/' || c == '>' || c == '<' || c == '=' ||
+           c == '\'' || c == '"';
+}
+
+/* How many bytes of in[0..lim) change nothing but the position: runs of
+ * text, attribute values and names (not kept), CDATA, passed over at
+ * once. */
+static size_t sc_run(const struct scanner *s, const char *in, size_t lim)
+{
+    const char *q;
+    switch (s->st) {
+    case SC_TEXT:
+        q = memchr(in, '<', lim);
+        return q ? (size_t)(q - in) : lim;
+    case SC_VALUE:
+        if (s->slot >= 0)
+            return 0;
+        for (size_t n = 0; n < lim; n++)
+            if (in[n] == s->quote || in[n] == '<')
+                return n;
+        return lim;
+    case SC_CDATA:
+        if (s->k)
+            return 0;
+        q = memchr(in, ']', lim);
+        return q ? (size_t)(q - in) : lim;
+    case SC_NAME: /* names: of tags other than the top-level start tag */
+        if (s->top_tag)
+            return 0;
+        for (size_t n = 0; n < lim; n++)
+            if (sc_name_stop((unsigned char)in[n]))
+                return n;
+        return lim;
+    case SC_ETAG:
+        if (s->k != 1)
+            return 0;
+        for (size_t n = 0; n < lim; n++)
+            if (sc_name_stop((unsigned char)in[n]))
+                return n;
+        return lim;
+    case SC_TAG: /* attribute names, '=' and spaces of other tags */
+        if (s->top_tag || s->slash)
+            return 0;
+        for (size_t n = 0; n < lim; n++) {
+            unsigned char c = (unsigned char)in[n];
+            if (c == '\'' || c == '"' || c == '/' || c == '>' || c == '<')
+                return n;
+        }
+        return lim;
+    default:
+        return 0;
+    }
+}
+
 /* Scans in[0..len) and stops after the byte that ends a top-level element
  * (EV_TOP_END), before the byte that would make one longer than
  * max_stanza_bytes while it is not being skipped (EV_OVERSIZE), or on an
@@ -949,21 +1006,32 @@ static size_t scan(struct xs_parser *p, const char *in, size_t len, int *ev)
 {
     struct scanner *s = &p->sc;
     *ev = EV_NONE;
-    for (size_t i = 0; i < len; i++) {
+    size_t i = 0;
+    while (i < len) {
         if (s->st == SC_LOST) {
             s->pos += len - i;
             return len;
         }
-        if (s->in_top && !p->skipping &&
-            s->pos + 1 - s->st_start > p->max_bytes) {
-            *ev = EV_OVERSIZE;
-            return i;
+        size_t lim = len - i;
+        if (s->in_top && !p->skipping) {
+            size_t used = s->pos - s->st_start;
+            if (used >= p->max_bytes) {
+                *ev = EV_OVERSIZE;
+                return i;
+            }
+            if (p->max_bytes - used < lim)
+                lim = p->max_bytes - used;
         }
+        size_t run = sc_run(s, in + i, lim);
+        s->pos += run;
+        i += run;
+        if (run == lim)
+            continue;
         s->pos++;
-        int e = sc_byte(p, (unsigned char)in[i]);
+        int e = sc_byte(p, (unsigned char)in[i++]);
         if (e != EV_NONE) {
             *ev = e;
-            return i + 1;
+            return i;
         }
     }
     return len;
