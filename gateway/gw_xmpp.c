@@ -10,6 +10,7 @@
 #include "gw_err.h"
 #include "gw_events.h"
 #include "gw_iot.h"
+#include "gw_spool.h"
 #include "xs_conn.h"
 #include "xs_iot_xsf.h"
 #include "xs_jid.h"
@@ -26,7 +27,10 @@ struct gw_xmpp {
     struct xs_iot_xsf *fe;
     struct gw_events *events; /* with events: only */
     struct xs_pubsub *pubsub; /* with events: only */
-    int closing;              /* closes still to come (session, events) */
+    struct gw_spool *spool;   /* delivery every, while its dir is usable */
+    char spool_dir[4096];
+    int64_t spool_open_ms; /* the last attempt to open it */
+    int closing;           /* closes still to come (session, events, spool) */
     void (*closed_cb)(void *ud);
     void *closed_ud;
 };
@@ -144,9 +148,104 @@ static bool events_stats(void *ud, size_t link, size_t unit,
     out->errors = st.errors;
     out->in_flight = st.in_flight;
     out->backlog = st.backlog;
-    out->warning = st.state == XS_PUBSUB_WARNING;
-    snprintf(out->text, sizeof(out->text), "%s", st.text);
+    out->warning = st.state == XS_PUBSUB_WARNING || st.fallback;
+    snprintf(out->text, sizeof(out->text), "%s",
+             st.state == XS_PUBSUB_WARNING ? st.text : st.spool_text);
+    if (st.every) {
+        out->spool = true;
+        out->spool_bytes = st.spool_bytes;
+        out->spool_dropped = st.spool_dropped;
+        int64_t age = st.spool_oldest_ms ? gw_now_ms() - st.spool_oldest_ms : 0;
+        out->spool_oldest_age_ms = age > 0 ? age : 0;
+    }
     return true;
+}
+
+/* ---- delivery every: gw_spool under xs_pubsub ---------------------------- */
+
+/* An unusable directory is tried again at most this often (appends are
+ * tried every XS_PUBSUB_SPOOL_RETRY_MS while the publisher falls back). */
+#define SPOOL_REOPEN_MS 60000
+
+static int spool_open(struct gw_xmpp *x)
+{
+    const struct cfg_spool *cs = &x->cfg->events.spool;
+    struct gw_spool_opts o = {
+        .dir = x->spool_dir,
+        .max_bytes = cs->max_bytes,
+        .max_age_ms = cs->max_age_ms,
+        .fsync_ms = cs->fsync_ms,
+    };
+    x->spool_open_ms = gw_now_ms();
+    int rc = gw_spool_open(x->loop, &o, x->log, &x->spool);
+    if (rc != GW_OK)
+        x->spool = NULL;
+    return rc;
+}
+
+static int sp_append(void *ud, const char *unit, int64_t ts_ms,
+                     const void *payload, size_t len, uint64_t *seq_out)
+{
+    struct gw_xmpp *x = ud;
+    if (!x->spool && (gw_now_ms() - x->spool_open_ms < SPOOL_REOPEN_MS ||
+                      spool_open(x) != GW_OK))
+        return GW_EIO;
+    return gw_spool_append(x->spool, unit, ts_ms, payload, len, seq_out);
+}
+
+static bool sp_next(void *ud, struct gw_spool_rec *out)
+{
+    struct gw_xmpp *x = ud;
+    return x->spool && gw_spool_next(x->spool, out);
+}
+
+static void sp_ack(void *ud, uint64_t pos)
+{
+    struct gw_xmpp *x = ud;
+    if (x->spool)
+        gw_spool_ack(x->spool, pos);
+}
+
+static void sp_rewind(void *ud)
+{
+    struct gw_xmpp *x = ud;
+    if (x->spool)
+        gw_spool_rewind(x->spool);
+}
+
+static void sp_stats(void *ud, struct gw_spool_stats *out)
+{
+    struct gw_xmpp *x = ud;
+    if (x->spool) {
+        gw_spool_get_stats(x->spool, out);
+        return;
+    }
+    memset(out, 0, sizeof(*out));
+    out->error = GW_EIO;
+    snprintf(out->error_text, sizeof(out->error_text),
+             "the directory %.80s cannot be used (see the log)", x->spool_dir);
+}
+
+static void spool_new(struct gw_xmpp *x)
+{
+    if (cfg_spool_dir(&x->cfg->events.spool, x->spool_dir,
+                      sizeof(x->spool_dir)) != GW_OK)
+        snprintf(x->spool_dir, sizeof(x->spool_dir), "%s",
+                 CFG_SPOOL_DEFAULT_DIR);
+    /* A failure is logged by gw_spool_open; the publisher then starts
+     * with latest values (a warning on the gateway node). */
+    if (spool_open(x) == GW_OK)
+        GW_LOG(x->log, GW_LOG_INFO, AREA, "events.delivery every: spool in %s",
+               x->spool_dir);
+    struct xs_pubsub_spool sp = {
+        .append = sp_append,
+        .next = sp_next,
+        .ack = sp_ack,
+        .rewind = sp_rewind,
+        .stats = sp_stats,
+        .ud = x,
+    };
+    xs_pubsub_set_spool(x->pubsub, &sp);
 }
 
 static void on_pubsub_state(void *ud)
@@ -173,6 +272,8 @@ static int events_new(struct gw_xmpp *x)
         return rc;
     xs_pubsub_attach(x->pubsub, x->conn);
     xs_pubsub_set_state_cb(x->pubsub, on_pubsub_state, x);
+    if (x->cfg->events.delivery == CFG_DELIVERY_EVERY)
+        spool_new(x);
     gw_iot_set_events_stats_fn(x->iot, events_stats, x);
     return GW_OK;
 }
@@ -278,6 +379,8 @@ int gw_xmpp_new(uv_loop_t *loop, const struct cfg *cfg, struct gw_store *store,
         x->fe = NULL;
         x->iot = NULL;
         xs_conn_free(x->conn, NULL, NULL);
+        gw_spool_close(x->spool, NULL, NULL);
+        x->spool = NULL;
         if (x->events)
             gw_events_free(x->events, free, x);
         else
@@ -318,18 +421,25 @@ void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
     struct gw_iot *iot = x->iot;
     struct xs_pubsub *ps = x->pubsub;
     struct gw_events *ev = x->events;
+    struct gw_spool *sp = x->spool;
     x->fe = NULL;
     x->iot = NULL;
     x->pubsub = NULL;
     x->events = NULL;
-    x->closing = ev ? 2 : 1;
+    x->spool = NULL;
+    x->closing = 1 + (ev != NULL) + (sp != NULL);
     /* The publisher first (its requests in the session are orphaned and
-     * fail harmlessly when the session closes), then the change detection
-     * (its store listener and timer), then the session. */
+     * fail harmlessly when the session closes), then the spool (synced:
+     * a clean stop loses nothing; unacknowledged records are sent again
+     * at the next start), then the change detection (its store listener
+     * and timer), then the session. */
     xs_pubsub_free(ps);
+    if (sp)
+        gw_spool_close(sp, on_part_closed, x);
     if (ev)
         gw_events_free(ev, on_part_closed, x);
     xs_conn_free(x->conn, on_part_closed, x);
     xs_iot_xsf_free(fe);
     gw_iot_free(iot);
 }
+
