@@ -442,4 +442,3 @@ void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
     xs_iot_xsf_free(fe);
     gw_iot_free(iot);
 }
-
