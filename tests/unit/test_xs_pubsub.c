@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "cfg.h"
+#include "gw_spool.h"
 #include "gw_err.h"
 #include "gw_iot.h"
 #include "gw_store.h"
@@ -1178,6 +1179,121 @@ static void test_spool_item(void **state)
     assert_null(xs_pubsub_spool_item(&rec, NULL));
 }
 
+/* ---- delivery every with the real spool (gateway/gw_spool) -------------- */
+
+struct real {
+    uv_loop_t loop;
+    char dir[64];
+    struct gw_spool *sp;
+    bool closed;
+};
+
+static int rs_append(void *ud, const char *unit, int64_t ts_ms,
+                     const void *payload, size_t len, uint64_t *seq_out)
+{
+    return gw_spool_append(((struct real *)ud)->sp, unit, ts_ms, payload, len,
+                           seq_out);
+}
+static bool rs_next(void *ud, struct gw_spool_rec *out)
+{
+    return gw_spool_next(((struct real *)ud)->sp, out);
+}
+static void rs_ack(void *ud, uint64_t pos)
+{
+    gw_spool_ack(((struct real *)ud)->sp, pos);
+}
+static void rs_rewind(void *ud)
+{
+    gw_spool_rewind(((struct real *)ud)->sp);
+}
+static void rs_stats(void *ud, struct gw_spool_stats *out)
+{
+    gw_spool_get_stats(((struct real *)ud)->sp, out);
+}
+
+static void rs_closed(void *ud)
+{
+    ((struct real *)ud)->closed = true;
+}
+
+static void rs_open(struct real *r, struct fx *f)
+{
+    struct gw_spool_opts o = {.dir = r->dir, .fsync_ms = 0};
+    assert_int_equal(gw_spool_open(&r->loop, &o, &f->log, &r->sp), 0);
+    struct xs_pubsub_spool sp = {.append = rs_append,
+                                 .next = rs_next,
+                                 .ack = rs_ack,
+                                 .rewind = rs_rewind,
+                                 .stats = rs_stats,
+                                 .ud = r};
+    xs_pubsub_set_spool(f->ps, &sp);
+}
+
+static void rs_close(struct real *r)
+{
+    r->closed = false;
+    gw_spool_close(r->sp, rs_closed, r);
+    r->sp = NULL;
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    assert_true(r->closed);
+}
+
+/* Spooled offline, one published and acked, a "restart" (a new publisher,
+ * the spool closed and opened again): only the unacked record is sent,
+ * with its id, its payload and a <delay>; then the spool is empty. */
+static void test_every_real_spool_restart(void **state)
+{
+    (void)state;
+    struct real r = {0};
+    assert_int_equal(uv_loop_init(&r.loop), 0);
+    snprintf(r.dir, sizeof(r.dir), "/tmp/fg-pubsub-XXXXXX");
+    assert_non_null(mkdtemp(r.dir));
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    f->cfg->events.delivery = CFG_DELIVERY_EVERY;
+    rs_open(&r, f);
+    add_batch(f, 0, 1, (size_t)0);
+    add_batch(f, 0, 2, (size_t)1, (size_t)2);
+    xs_pubsub_ready(f->ps);
+    assert_int_equal(f->taken, 2);
+    login_ready(f);
+    size_t base = 3;
+    assert_true(has(iq_xml(f, base), "<item id='m1-1'>"));
+    answer(f, base, RESULT, 0);
+    assert_true(has(iq_xml(f, base + 1), "<item id='m1-2'>"));
+    /* Crash-like stop: m1-2 in flight, never answered. */
+    struct gw_spool_stats st;
+    gw_spool_get_stats(r.sp, &st);
+    assert_int_equal(st.records, 1);
+    fx_free(f);
+    rs_close(&r);
+
+    f = fx_new(SERVICE, CFG_AM_OPEN);
+    f->cfg->events.delivery = CFG_DELIVERY_EVERY;
+    rs_open(&r, f);
+    login_ready(f);
+    assert_int_equal(f->n_iq, 4);
+    const char *p = iq_xml(f, 3);
+    assert_true(has(p, "<item id='m1-2'><fields xmlns='urn:xmpp:iot:"
+                       "sensordata' seqnr='2' done='true'>"));
+    assert_true(has(p, "name='q'"));
+    assert_true(has(p, "name='r'"));
+    assert_true(has(p, "<delay xmlns='urn:xmpp:delay'"));
+    answer(f, 3, RESULT, 0);
+    gw_spool_get_stats(r.sp, &st);
+    assert_int_equal(st.records, 0);
+    /* A new batch continues the unit's sequence. */
+    add_batch(f, 0, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    assert_true(has(iq_xml(f, 4), "<item id='m1-3'>"));
+    answer(f, 4, RESULT, 0);
+    fx_free(f);
+    rs_close(&r);
+    assert_int_equal(uv_loop_close(&r.loop), 0);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", r.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1197,6 +1313,7 @@ int main(void)
         cmocka_unit_test(test_every_gap_retry_fallback),
         cmocka_unit_test(test_every_spool_unusable_at_start),
         cmocka_unit_test(test_spool_item),
+        cmocka_unit_test(test_every_real_spool_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
