@@ -20,6 +20,7 @@ static const struct gw_command commands[] = {
     {"read", gw_cmd_read, "read points now and print them"},
     {"write", gw_cmd_write, "write a value to a point"},
     {"run", gw_cmd_run, "run the gateway daemon"},
+    {"status", gw_cmd_status, "show the running daemon's status snapshot"},
 };
 
 static void usage(FILE *out)
@@ -29,7 +30,8 @@ static void usage(FILE *out)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'fieldgate COMMAND --help' describes a command's "
                  "options.\n\n" GW_EXIT_HELP
-                 "read --watch: that of the last completed read.\n");
+                 "read --watch: that of the last completed read.  status: 3 "
+                 "when there is\nno snapshot or the daemon is not running.\n");
 }
 
 int gw_cli_map_options(int argc, char **argv, const char *cmd,

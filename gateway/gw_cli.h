@@ -24,7 +24,8 @@ enum gw_exit {
     /* The command ran and failed at run time: a read or write a device did
      * not complete (timeout, exception, link down), the engine could not
      * start, the daemon stopped on an error, or a one-shot read was
-     * interrupted before it completed. */
+     * interrupted before it completed.  For `status`: no snapshot, or one
+     * of a daemon that is not running. */
     GW_EXIT_FAILED = 3,
 };
 
@@ -46,10 +47,11 @@ int gw_cli_load_map(const char *path, struct cfg **out);
 int gw_cli_map_options(int argc, char **argv, const char *cmd,
                        void (*usage)(FILE *out), const char **path, bool *json);
 
-int gw_cmd_check(int argc, char **argv); /* gw_cmd_check.c */
-int gw_cmd_plan(int argc, char **argv);  /* gw_cmd_plan.c */
-int gw_cmd_read(int argc, char **argv);  /* gw_cmd_read.c */
-int gw_cmd_write(int argc, char **argv); /* gw_cmd_read.c */
-int gw_cmd_run(int argc, char **argv);   /* gw_cmd_run.c */
+int gw_cmd_check(int argc, char **argv);  /* gw_cmd_check.c */
+int gw_cmd_plan(int argc, char **argv);   /* gw_cmd_plan.c */
+int gw_cmd_read(int argc, char **argv);   /* gw_cmd_read.c */
+int gw_cmd_write(int argc, char **argv);  /* gw_cmd_read.c */
+int gw_cmd_run(int argc, char **argv);    /* gw_cmd_run.c */
+int gw_cmd_status(int argc, char **argv); /* gw_cmd_status.c */
 
 #endif

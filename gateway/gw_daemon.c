@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cfg.h"
@@ -12,6 +13,7 @@
 #include "gw_engine.h"
 #include "gw_err.h"
 #include "gw_notify.h"
+#include "gw_status.h"
 #include "gw_store.h"
 #include "gw_xmpp.h"
 
@@ -27,10 +29,96 @@ struct gw_daemon {
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t watchdog;
     bool stopping;
+    bool store_live;   /* between gw_store_init and gw_store_close */
+    bool xmpp_closing; /* gw_xmpp_free called, not closed yet */
     int exit_code;
+    /* The status snapshot (gateway/gw_status); path NULL: none. */
+    const char *status_path;
+    uv_timer_t status_timer;
+    int64_t start_ms;
+    struct gw_status_xmpp st_xmpp;     /* the last counters seen: kept */
+    struct gw_status_events st_events; /* while the XMPP side is down */
+    bool status_failing;               /* the last write failed (logged) */
+    int status_err;                    /* its error (errno or gw_err) */
+    uint64_t status_logged_ms;         /* loop time it was logged */
 };
 
 static const char *const AREA = "daemon";
+
+/* A failing status file is logged once, again when the error changes, and
+ * at most every 10 minutes while it lasts. */
+#define STATUS_RELOG_MS (10 * 60 * 1000)
+
+static uint64_t unit_published(void *ud, size_t link, size_t unit)
+{
+    struct gw_daemon *d = ud;
+    return d->xmpp && !d->xmpp_closing
+               ? gw_xmpp_unit_published(d->xmpp, link, unit)
+               : 0;
+}
+
+/* Writes the status snapshot (state: running, reloading, stopping,
+ * stopped).  Small and on tmpfs: done on the loop thread. */
+static void status_write(struct gw_daemon *d, const char *state)
+{
+    if (!d->status_path || !d->cfg)
+        return;
+    if (d->xmpp && !d->xmpp_closing) {
+        gw_xmpp_get_status(d->xmpp, &d->st_xmpp, &d->st_events);
+    } else {
+        /* Down (a reload, a stop): the last counters, offline. */
+        d->st_xmpp.online = false;
+        snprintf(d->st_events.state, sizeof(d->st_events.state), "offline");
+        d->st_events.in_flight = 0;
+    }
+    if (!d->st_xmpp.jid[0] && d->cfg->xmpp.jid)
+        snprintf(d->st_xmpp.jid, sizeof(d->st_xmpp.jid), "%s",
+                 d->cfg->xmpp.jid);
+    if (!d->st_events.state[0])
+        snprintf(d->st_events.state, sizeof(d->st_events.state), "offline");
+    struct gw_status_info in = {
+        .state = state,
+        .pid = (long)getpid(),
+        .start_ms = d->start_ms,
+        .now_ms = gw_now_ms(),
+        .map_path = d->cfg_path,
+        .cfg = d->cfg,
+        .store = d->store_live ? &d->store : NULL,
+        .xmpp = d->cfg->xmpp.present ? &d->st_xmpp : NULL,
+        .events = d->cfg->events.present ? &d->st_events : NULL,
+        .unit_published = unit_published,
+        .unit_ud = d,
+    };
+    int sys_errno = 0;
+    int rc = gw_status_write_file(d->status_path, &in, &sys_errno);
+    if (rc == GW_OK) {
+        if (d->status_failing)
+            GW_LOG(d->log, GW_LOG_NOTICE, AREA, "status file %s written again",
+                   d->status_path);
+        d->status_failing = false;
+        return;
+    }
+    int err = rc == GW_ESYS ? sys_errno : rc;
+    uint64_t now = uv_now(&d->loop);
+    if (!d->status_failing || err != d->status_err ||
+        now - d->status_logged_ms >= STATUS_RELOG_MS) {
+        GW_LOG(d->log, GW_LOG_WARN, AREA,
+               "cannot write the status file %s: %s (polling goes on)",
+               d->status_path,
+               rc == GW_ESYS ? strerror(sys_errno) : gw_strerror(rc));
+        d->status_logged_ms = now;
+    }
+    d->status_failing = true;
+    d->status_err = err;
+}
+
+static void on_status_timer(uv_timer_t *t)
+{
+    struct gw_daemon *d = t->data;
+    status_write(d, d->stopping   ? "stopping"
+                    : d->next_cfg ? "reloading"
+                                  : "running");
+}
 
 static void on_store_event(void *data, enum gw_store_event ev, size_t link,
                            size_t unit, size_t point)
@@ -77,6 +165,7 @@ static int start_engine(struct gw_daemon *d)
     int rc = gw_store_init(&d->store, d->cfg);
     if (rc != GW_OK)
         return rc;
+    d->store_live = true;
     gw_store_listen(&d->store, on_store_event, d);
     struct gw_engine_opts opts = {.poll = true};
     rc = gw_engine_new(&d->loop, d->cfg, &d->store, d->log, &opts, &d->eng);
@@ -104,6 +193,7 @@ static int start_engine(struct gw_daemon *d)
     char status[128];
     snprintf(status, sizeof(status), "STATUS=polling %zu units", units);
     gw_notify(status);
+    status_write(d, "running");
     return GW_OK;
 }
 
@@ -118,12 +208,18 @@ static void on_xmpp_closed(void *data)
 {
     struct gw_daemon *d = data;
     d->xmpp = NULL;
+    d->xmpp_closing = false;
     services_down(d);
 }
 
 static void services_down(struct gw_daemon *d)
 {
     if (d->xmpp) {
+        if (d->xmpp_closing)
+            return;
+        /* Its last counters, for the snapshots while it is down. */
+        gw_xmpp_get_status(d->xmpp, &d->st_xmpp, &d->st_events);
+        d->xmpp_closing = true;
         gw_xmpp_free(d->xmpp, on_xmpp_closed, d);
         return;
     }
@@ -137,8 +233,11 @@ static void services_down(struct gw_daemon *d)
 static void on_engine_closed(void *data)
 {
     struct gw_daemon *d = data;
-    gw_store_close(&d->store);
     d->eng = NULL;
+    if (d->stopping)
+        status_write(d, "stopped");
+    gw_store_close(&d->store);
+    d->store_live = false;
     if (d->stopping) {
         close_all(d);
         return;
@@ -177,6 +276,7 @@ static void stop(struct gw_daemon *d, const char *why)
     d->stopping = true;
     GW_LOG(d->log, GW_LOG_NOTICE, AREA, "stopping (%s)", why);
     gw_notify("STOPPING=1");
+    status_write(d, "stopping");
     services_down(d);
 }
 
@@ -222,6 +322,7 @@ static void on_signal(uv_signal_t *h, int signum)
     GW_LOG(d->log, GW_LOG_NOTICE, AREA, "reloading %s", d->cfg_path);
     log_map_warnings(d, cfg);
     d->next_cfg = cfg;
+    status_write(d, "reloading");
     services_down(d);
 }
 
@@ -230,12 +331,17 @@ static void on_watchdog(uv_timer_t *t)
     gw_notify("WATCHDOG=1");
 }
 
-int gw_daemon_run(const char *cfg_path, struct gw_log *log)
+int gw_daemon_run(const char *cfg_path, const struct gw_daemon_opts *opts,
+                  struct gw_log *log)
 {
     struct gw_daemon d;
     memset(&d, 0, sizeof(d));
     d.log = log;
     d.cfg_path = cfg_path;
+    d.start_ms = gw_now_ms();
+    d.status_path = opts && opts->status_path && *opts->status_path
+                        ? opts->status_path
+                        : NULL;
     int rc = gw_cli_load_map(cfg_path, &d.cfg);
     if (rc != GW_OK)
         return 1;
@@ -253,6 +359,13 @@ int gw_daemon_run(const char *cfg_path, struct gw_log *log)
     if (wd) {
         uv_timer_init(&d.loop, &d.watchdog);
         uv_timer_start(&d.watchdog, on_watchdog, wd / 2, wd / 2);
+    }
+    if (d.status_path) {
+        uv_timer_init(&d.loop, &d.status_timer);
+        d.status_timer.data = &d;
+        uv_timer_start(&d.status_timer, on_status_timer, GW_STATUS_PERIOD_MS,
+                       GW_STATUS_PERIOD_MS);
+        GW_LOG(log, GW_LOG_INFO, AREA, "status file %s", d.status_path);
     }
     rc = start_engine(&d);
     if (rc != GW_OK) {

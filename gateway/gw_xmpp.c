@@ -442,3 +442,65 @@ void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
     xs_iot_xsf_free(fe);
     gw_iot_free(iot);
 }
+
+/* ---- status ------------------------------------------------------------- */
+
+static const char *pubsub_state_name(enum xs_pubsub_state st)
+{
+    switch (st) {
+    case XS_PUBSUB_SETUP:
+        return "setup";
+    case XS_PUBSUB_RUNNING:
+        return "running";
+    case XS_PUBSUB_WARNING:
+        return "warning";
+    default:
+        return "offline";
+    }
+}
+
+void gw_xmpp_get_status(const struct gw_xmpp *x, struct gw_status_xmpp *xmpp,
+                        struct gw_status_events *events)
+{
+    struct xs_conn_stats cs;
+    xs_conn_get_stats(x->conn, &cs);
+    const char *jid = xs_conn_jid(x->conn);
+    memset(xmpp, 0, sizeof(*xmpp));
+    xmpp->online = xs_conn_online(x->conn);
+    snprintf(xmpp->jid, sizeof(xmpp->jid), "%s", jid ? jid : x->cfg->xmpp.jid);
+    xmpp->connects = cs.connects;
+    xmpp->resumes = cs.resumes;
+    xmpp->drops = cs.drops;
+    xmpp->auth_failures = cs.auth_failures;
+    xmpp->dropped_stanzas = cs.dropped_stanzas;
+    if (!x->pubsub || !x->events)
+        return;
+    struct xs_pubsub_stats ps;
+    struct gw_events_stats es;
+    xs_pubsub_get_stats(x->pubsub, &ps);
+    gw_events_get_stats(x->events, &es);
+    memset(events, 0, sizeof(*events));
+    snprintf(events->state, sizeof(events->state), "%s",
+             pubsub_state_name(ps.state));
+    /* The publisher's warning, else the spool's fallback (as the gateway
+     * node shows them). */
+    snprintf(events->warning, sizeof(events->warning), "%s",
+             ps.state == XS_PUBSUB_WARNING ? ps.text
+             : ps.fallback                 ? ps.spool_text
+                                           : "");
+    events->published = ps.published;
+    events->errors = ps.errors;
+    events->retries = ps.retries;
+    events->in_flight = ps.in_flight;
+    events->backlog = ps.backlog;
+    events->changes = es.changes;
+    events->suppressed = es.suppressed;
+    events->coalesced = es.coalesced;
+    events->heartbeats = es.heartbeats;
+}
+
+uint64_t gw_xmpp_unit_published(const struct gw_xmpp *x, size_t link,
+                                size_t unit)
+{
+    return x->pubsub ? xs_pubsub_unit_published(x->pubsub, link, unit) : 0;
+}

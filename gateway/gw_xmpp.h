@@ -9,6 +9,7 @@
 #include "cfg.h"
 #include "gw_engine.h"
 #include "gw_log.h"
+#include "gw_status.h"
 #include "gw_store.h"
 
 struct gw_xmpp;
@@ -25,6 +26,16 @@ int gw_xmpp_start(struct gw_xmpp *x);
 
 /* Closes the session; closed_cb runs once everything is freed. */
 void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud);
+
+/* The session's counters and, with an events: section, the publisher's
+ * and the change detection's (events is left alone without one), for the
+ * status snapshot (gateway/gw_status). */
+void gw_xmpp_get_status(const struct gw_xmpp *x, struct gw_status_xmpp *xmpp,
+                        struct gw_status_events *events);
+
+/* Items published for one unit (0 without an events: section). */
+uint64_t gw_xmpp_unit_published(const struct gw_xmpp *x, size_t link,
+                                size_t unit);
 
 /* Reads a secret file into buf (trailing newlines removed).  A relative
  * name is looked up in $CREDENTIALS_DIRECTORY first.  Returns 0, GW_EIO or

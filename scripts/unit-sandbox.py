@@ -14,7 +14,11 @@ Must run as root.  What the unit says is applied with:
   existing /dev/ttyX* nodes), ProtectKernelTunables (/proc/sys read-only),
   ProtectProc=invisible (a private /proc: no other process is visible),
   ProtectHostname, PrivateMounts, RemoveIPC (a private IPC namespace),
-  StateDirectory= (--state DIR, writable, as $STATE_DIRECTORY);
+  StateDirectory= (--state DIR, writable, as $STATE_DIRECTORY),
+  RuntimeDirectory= with RuntimeDirectoryMode= (a fresh directory per run
+  under /run/unit-sandbox-run-*/, or --runtime DIR; writable, owned by the
+  service user, as $RUNTIME_DIRECTORY; a fresh one is removed at the end,
+  as systemd removes it when the unit stops);
 - setpriv: the service user (--user, default nobody; the unit's
   User= rarely exists on a test machine) and SupplementaryGroups=, an
   empty CapabilityBoundingSet=, NoNewPrivileges=yes;
@@ -34,7 +38,7 @@ MemoryMax= and TasksMax= (the test checks the daemon's use against them),
 ProcSubset=pid, LockPersonality=, the device cgroup itself.  A setting
 this script does not know fails the run rather than being ignored.
 
-Options: --user NAME, --state DIR, --ro PATH (bind PATH read-only at the
+Options: --user NAME, --state DIR, --runtime DIR, --ro PATH (bind PATH read-only at the
 same place, e.g. a map under the private /tmp; repeatable), --env K=V
 (repeatable; the command otherwise gets systemd's small environment plus
 ASAN_OPTIONS/UBSAN_OPTIONS, with detect_leaks=0: LeakSanitizer needs
@@ -62,8 +66,8 @@ HANDLED = {
     "MemoryDenyWriteExecute", "SystemCallArchitectures", "SystemCallFilter",
     "SystemCallErrorNumber", "CapabilityBoundingSet", "AmbientCapabilities",
     "NoNewPrivileges", "User", "Group", "SupplementaryGroups", "UMask",
-    "StateDirectory", "StateDirectoryMode", "LimitNOFILE", "MemoryMax",
-    "TasksMax",
+    "StateDirectory", "StateDirectoryMode", "RuntimeDirectory",
+    "RuntimeDirectoryMode", "LimitNOFILE", "MemoryMax", "TasksMax",
 }
 # Keys that do not restrict the process (service management).
 IGNORED = {
@@ -215,7 +219,7 @@ def syscall_policy(s):
     return pol
 
 
-def bwrap_args(s, state, ro_paths):
+def bwrap_args(s, state, ro_paths, rw_paths=()):
     a = ["bwrap", "--die-with-parent", "--new-session",
          "--unshare-pid", "--unshare-ipc", "--unshare-uts",
          "--unshare-cgroup-try", "--share-net"]
@@ -246,6 +250,7 @@ def bwrap_args(s, state, ro_paths):
     binds = [("--ro-bind", p) for p in ro_paths]
     if state:
         binds.append(("--bind", state))
+    binds += [("--bind", p) for p in rw_paths]
     # Paths under a hidden tree (a private /tmp, an empty /home or /root)
     # need their parent directories there, with the host's modes (bwrap
     # would make them 0700 root).
@@ -261,6 +266,32 @@ def bwrap_args(s, state, ro_paths):
     for how, p in binds:
         a += [how, p, p]
     return a
+
+
+def runtime_dirs(s, runtime, pw):
+    """RuntimeDirectory=: ([directories], the fresh base to remove or
+    None).  Each is owned by the service user with RuntimeDirectoryMode=
+    (systemd's default 0755)."""
+    import tempfile
+    names = [n for v in s.get("RuntimeDirectory", []) for n in v.split()]
+    if not names:
+        return [], None
+    base = None
+    if runtime:
+        if len(names) > 1:
+            die("--runtime with several RuntimeDirectory= names")
+        dirs = [runtime]
+    else:
+        # Under /run, which the sandbox does not hide (/tmp is private).
+        base = tempfile.mkdtemp(prefix="unit-sandbox-run-", dir="/run")
+        os.chmod(base, 0o755)
+        dirs = [os.path.join(base, n) for n in names]
+    mode = int(last(s, "RuntimeDirectoryMode", "0755"), 8)
+    for d in dirs:
+        os.makedirs(d, exist_ok=True)
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        os.chmod(d, mode)
+    return dirs, base
 
 
 def setpriv_args(s, user):
@@ -327,10 +358,11 @@ def main(argv):
     cmd = argv[argv.index("--") + 1:]
     opts = argv[:argv.index("--")]
     user, state, ro, env_extra, show, unit = "nobody", None, [], {}, False, None
+    runtime = None
     i = 0
     while i < len(opts):
         o = opts[i]
-        if o in ("--user", "--state", "--ro", "--env"):
+        if o in ("--user", "--state", "--runtime", "--ro", "--env"):
             if i + 1 >= len(opts):
                 die(f"{o} wants a value")
             v = opts[i + 1]
@@ -339,6 +371,8 @@ def main(argv):
                 user = v
             elif o == "--state":
                 state = os.path.abspath(v)
+            elif o == "--runtime":
+                runtime = os.path.abspath(v)
             elif o == "--ro":
                 ro.append(os.path.abspath(v))
             else:
@@ -365,9 +399,10 @@ def main(argv):
         os.makedirs(state, exist_ok=True)
         os.chown(state, pw.pw_uid, pw.pw_gid)
         os.chmod(state, int(last(s, "StateDirectoryMode", "0755"), 8))
+    import tempfile
+    run_dirs, run_base = runtime_dirs(s, runtime, pw)
     pol = syscall_policy(s)
     # The policy goes where the sandbox sees it read-only: not under /tmp.
-    import tempfile
     fd, polfile = tempfile.mkstemp(prefix="unit-sandbox-", suffix=".json",
                                    dir="/run")
     with os.fdopen(fd, "w") as f:
@@ -387,13 +422,15 @@ def main(argv):
         .lstrip(":")
     if state:
         env["STATE_DIRECTORY"] = state
+    if run_dirs:
+        env["RUNTIME_DIRECTORY"] = ":".join(run_dirs)
     env.update(env_extra)
     nofile = last(s, "LimitNOFILE", "")
     # This script and the command stay visible wherever they are (a
     # checkout under /root or /home is hidden by ProtectHome=).
     exe = shutil.which(cmd[0]) or cmd[0]
     ro += [os.path.abspath(__file__), os.path.abspath(exe), polfile]
-    args = bwrap_args(s, state, ro) \
+    args = bwrap_args(s, state, ro, run_dirs) \
         + sp + ["/usr/bin/python3", os.path.abspath(__file__), "--stage2",
                 polfile, last(s, "UMask", "0022"), nofile, "--"] + cmd
     if show:
@@ -410,6 +447,8 @@ def main(argv):
             os.unlink(polfile)
         except OSError:
             pass
+        if run_base:
+            shutil.rmtree(run_base, ignore_errors=True)
     return rc if rc >= 0 else 128 - rc
 
 

@@ -125,6 +125,49 @@ wait "$run_pid"
 got=$?
 [ "$got" -eq 0 ] && ok "run stopped by SIGTERM: exit 0" || bad "run after SIGTERM: exit $got: $(tail -5 "$TMP/run.err")"
 
+# --- status: the daemon's snapshot ------------------------------------------
+mkdir -p "$TMP/rt"
+rc 3 "status without a snapshot (--file)" -- "$FG" status --file "$TMP/none.json"
+rc 3 "status without a snapshot (\$RUNTIME_DIRECTORY)" -- env RUNTIME_DIRECTORY="$TMP/rt" "$FG" status
+grep -q "no status file $TMP/rt/status.json" "$TMP/err" && ok "status names the file it looked for" || bad "status message: $(cat "$TMP/err")"
+rc 2 "status with an unknown option" -- "$FG" status --bogus
+rc 2 "status with an operand" -- "$FG" status extra
+rc 2 "status --file without a value" -- "$FG" status --file
+rc 0 "status --help" -- "$FG" status --help
+grep -q "^Exit status:" "$TMP/out" && ok "status --help documents the exit status" || bad "status --help lacks the exit status"
+echo '{"state": "running", "time_ms": 1000}' >"$TMP/old.json"
+rc 3 "status of a stale snapshot" -- "$FG" status --file "$TMP/old.json"
+grep -q "probably not running" "$TMP/err" && ok "a stale snapshot is called so" || bad "stale message: $(cat "$TMP/err")"
+echo '{"state": ' >"$TMP/broken.json"
+rc 3 "status of a broken snapshot" -- "$FG" status --file "$TMP/broken.json"
+RUNTIME_DIRECTORY="$TMP/rt" "$FG" run -c "$M" 2>"$TMP/srun.err" &
+run_pid=$!
+for _ in $(seq 100); do
+    grep -q "unit dead: offline" "$TMP/srun.err" && [ -f "$TMP/rt/status.json" ] && break
+    sleep 0.1
+done
+sleep 2.2 # the next snapshot has m1 online and dead offline
+rc 0 "status of a running daemon (\$RUNTIME_DIRECTORY)" -- env RUNTIME_DIRECTORY="$TMP/rt" "$FG" status
+grep -qE '^m1 +plant +online ' "$TMP/out" && ok "status table: m1 online" || bad "status table: $(cat "$TMP/out")"
+grep -qE '^dead +plant +offline .*timed out' "$TMP/out" && ok "status table: dead offline, last error timed out" || bad "status table: $(cat "$TMP/out")"
+rc 0 "status --json of a running daemon" -- "$FG" status --file "$TMP/rt/status.json" --json
+/usr/bin/python3 - "$TMP/out" <<'PY' && ok "status --json: state, pid, units" || bad "status --json: $(head -c 600 "$TMP/out")"
+import json, sys
+st = json.load(open(sys.argv[1]))
+units = {u["name"]: u for u in st["units"]}
+sys.exit(0 if st["state"] == "running" and st["pid"] > 0
+         and units["m1"]["status"] == "online"
+         and units["dead"]["last_error"] == "timed out"
+         and st["links"][0]["connected"] and not st["xmpp"]["enabled"] else 1)
+PY
+kill -TERM "$run_pid"
+wait "$run_pid"
+got=$?
+[ "$got" -eq 0 ] && ok "run with a status file stopped by SIGTERM: exit 0" || bad "run with a status file: exit $got: $(tail -5 "$TMP/srun.err")"
+rc 3 "status after the daemon stopped" -- "$FG" status --file "$TMP/rt/status.json"
+grep -q "the daemon stopped" "$TMP/err" && ok "status says the daemon stopped" || bad "status after stop: $(cat "$TMP/err")"
+ls "$TMP/rt" | grep -q tmp && bad "a temporary status file was left: $(ls "$TMP/rt")" || ok "no temporary status file left"
+
 # --- read --watch: a period --------------------------------------------------
 # The slow unit answers after 1.2 s and --watch is 1 s: each read must start
 # as soon as the previous ends (reads ~1.2 s apart), not at the next whole

@@ -19,10 +19,14 @@ at known times.  Node configuration is read back by `admin`, a pubsub admin
     second with the newest value (not the next one);
   - quality: unit m5 goes dead (sim fault switch) -> an event with a
     missing/error flag; back -> an event with automaticReadout;
-  - a point with events disabled (m1.quiet) never appears.
+  - a point with events disabled (m1.quiet) never appears;
+  - `fieldgate status --json` (the daemon runs with --status-file) shows
+    the events published and every unit online.
 Exit 77 when Prosody or pymodbus is unavailable."""
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -30,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from events_common import (EventsEnv, Checks, Collector, log,  # noqa: E402
                            wait_nodes, subscribe_all, create_node,
                            write_registers, parse_fields_slixmpp, cfg_bool,
-                           BAD_FLAGS)
+                           BAD_FLAGS, BUILD)
 
 check = Checks()
 PREFIX = "fgt/plant/"
@@ -136,8 +140,59 @@ def config_matches(cfg):
     return bad
 
 
+class StatusEnv(EventsEnv):
+    """EventsEnv whose daemon also writes its status snapshot."""
+
+    def start_gw(self):
+        self.status_file = os.path.join(self.dir, "status.json")
+        self.gw_err = open(os.path.join(self.dir, "fieldgate.log"), "w")
+        cmd = [os.path.join(BUILD, "fieldgate"), "run", "--log-level",
+               self.gw_log_level, "-c", self.map,
+               "--status-file", self.status_file]
+        self.gw = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                   stderr=self.gw_err)
+
+
+def status_check(env):
+    """`fieldgate status` while the daemon runs: events published, the
+    session online, every unit online (m5 is back); the snapshot is
+    rewritten every 2 s."""
+    fg = os.path.join(BUILD, "fieldgate")
+    deadline = time.monotonic() + 8
+    while True:
+        r = subprocess.run([fg, "status", "--file", env.status_file,
+                            "--json"], capture_output=True, text=True,
+                           timeout=10)
+        try:
+            st = json.loads(r.stdout)
+            units = {u["name"]: u for u in st["units"]}
+            ev = st["events"]
+            got = (r.returncode, st["xmpp"]["online"], ev["state"],
+                   ev["published"], ev["errors"],
+                   {n: (u["status"], u["events_published"])
+                    for n, u in units.items()})
+            ok = (r.returncode == 0 and st["state"] == "running"
+                  and st["xmpp"]["online"] and ev["enabled"]
+                  and ev["state"] == "running" and ev["published"] > 0
+                  and set(units) == set(UNITS)
+                  and all(u["status"] == "online" for u in units.values())
+                  and units["m1"]["events_published"] > 0)
+        except (ValueError, KeyError, TypeError) as e:
+            got, ok = (r.returncode, r.stdout[:300], r.stderr[:300], e), False
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    check("fieldgate status --json: events published, the session and "
+          "every unit online", ok, got)
+    r = subprocess.run([fg, "status", "--file", env.status_file],
+                       capture_output=True, text=True, timeout=10)
+    check("fieldgate status (table): exit 0, events running",
+          r.returncode == 0 and "events: running on " + env.service
+          in r.stdout, (r.returncode, r.stdout[-600:], r.stderr))
+
+
 def main():
-    with EventsEnv(SIM, MAP_UNITS, EVENTS, sim_args=["--tick", "25"],
+    with StatusEnv(SIM, MAP_UNITS, EVENTS, sim_args=["--tick", "25"],
                    start_gateway=False) as env:
         env.sim.faults(False)  # m5 answers until the quality phase
         service = env.service
@@ -308,6 +363,7 @@ def main():
               results["good"] and any(
                   e.points().get("q", {}).get("value") == "55"
                   for e in col.of(nodes[4], results["th"])))
+        status_check(env)
         log_text = env.gw_log()
         check("no sanitizer report", "Sanitizer" not in log_text)
     check("fieldgate exit 0 on SIGTERM", env.gw_rc == 0, env.gw_rc)
