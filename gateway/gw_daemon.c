@@ -277,7 +277,10 @@ static void stop(struct gw_daemon *d, const char *why)
     GW_LOG(d->log, GW_LOG_NOTICE, AREA, "stopping (%s)", why);
     gw_notify("STOPPING=1");
     status_write(d, "stopping");
-    services_down(d);
+    /* During a reload the services are already going down: the engine's
+     * close sees stopping and ends the loop (the new map is not used). */
+    if (!d->next_cfg)
+        services_down(d);
 }
 
 /* The map's warnings (valid, but probably not what was meant), one log
