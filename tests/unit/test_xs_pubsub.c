@@ -1285,6 +1285,7 @@ static void test_every_real_spool_restart(void **state)
     add_batch(f, 0, 1, (size_t)0);
     xs_pubsub_ready(f->ps);
     assert_true(has(iq_xml(f, 4), "<item id='m1-3'>"));
+    assert_false(has(iq_xml(f, 4), "urn:xmpp:delay")); /* live */
     answer(f, 4, RESULT, 0);
     fx_free(f);
     rs_close(&r);
