@@ -180,6 +180,16 @@ static void print_events(const struct gw_status_doc *doc)
            st, svc, num_u(doc, e, "published"), num_u(doc, e, "errors"),
            num_u(doc, e, "in_flight"), num_u(doc, e, "backlog"),
            num_u(doc, e, "coalesced"), num_u(doc, e, "suppressed"));
+    const struct gw_status_node *sp = gw_status_get(doc, e, "spool");
+    if (sp)
+        printf("spool: %" PRIu64 " bytes, oldest unsent %" PRIu64
+               " s old, %" PRIu64 " dropped, %" PRIu64 " lost%s\n",
+               num_u(doc, sp, "bytes"),
+               num_u(doc, sp, "oldest_unsent_age_ms") / 1000,
+               num_u(doc, sp, "dropped"), num_u(doc, sp, "lost"),
+               gw_status_get_bool(doc, sp, "fallback", false)
+                   ? " (FALLBACK: latest values)"
+                   : "");
     const char *w = gw_status_get_str(doc, e, "warning", "");
     if (*w)
         printf("events: WARNING: %s\n", esc(w, warn, sizeof(warn)));

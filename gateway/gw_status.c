@@ -155,6 +155,20 @@ static void put_events(struct gw_json *j, const struct gw_status_info *in)
         put_u(j, "suppressed", e->suppressed);
         put_u(j, "coalesced", e->coalesced);
         put_u(j, "heartbeats", e->heartbeats);
+        put_s(j, "delivery", e->spool ? "every" : "latest");
+        if (e->spool) {
+            gw_json_key(j, "spool");
+            gw_json_object_begin(j);
+            put_u(j, "bytes", e->spool_bytes);
+            put_u(j, "oldest_unsent_age_ms",
+                  e->spool_oldest_age_ms > 0 ? (uint64_t)e->spool_oldest_age_ms
+                                             : 0);
+            put_u(j, "dropped", e->spool_dropped);
+            put_u(j, "lost", e->spool_lost);
+            gw_json_key(j, "fallback");
+            gw_json_bool(j, e->spool_fallback);
+            gw_json_object_end(j);
+        }
     }
     gw_json_object_end(j);
 }

@@ -54,6 +54,14 @@ struct gw_status_events {
     uint64_t published, errors, retries;
     uint64_t in_flight, backlog;
     uint64_t changes, suppressed, coalesced, heartbeats;
+    /* events.delivery every (docs/events.md, "Delivery modes and
+     * replay"): the spool */
+    bool spool;
+    uint64_t spool_bytes;        /* on disk */
+    int64_t spool_oldest_age_ms; /* the oldest unsent sample's, 0: none */
+    uint64_t spool_dropped;      /* samples dropped by the bounds */
+    uint64_t spool_lost;         /* records given up after failed publishes */
+    bool spool_fallback;         /* the spool failed: latest values */
 };
 
 /* Items published for one unit (NULL: none). */

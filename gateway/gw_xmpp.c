@@ -497,6 +497,15 @@ void gw_xmpp_get_status(const struct gw_xmpp *x, struct gw_status_xmpp *xmpp,
     events->suppressed = es.suppressed;
     events->coalesced = es.coalesced;
     events->heartbeats = es.heartbeats;
+    if (ps.every) {
+        events->spool = true;
+        events->spool_bytes = ps.spool_bytes;
+        int64_t age = ps.spool_oldest_ms ? gw_now_ms() - ps.spool_oldest_ms : 0;
+        events->spool_oldest_age_ms = age > 0 ? age : 0;
+        events->spool_dropped = ps.spool_dropped;
+        events->spool_lost = ps.lost;
+        events->spool_fallback = ps.fallback;
+    }
 }
 
 uint64_t gw_xmpp_unit_published(const struct gw_xmpp *x, size_t link,
