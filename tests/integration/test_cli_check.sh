@@ -117,6 +117,30 @@ e = d["errors"][0]
 assert (e["line"], e["col"], e["path"]) == (5, 15, "poll_groups[0].interval")
 PYEOF
 
+# --- delivery every: the spool directory is checked (a warning, exit 0) --------
+mkspool() {
+    cat >"$TMP/spool.yaml" <<YEOF
+links:
+  - {name: l, type: tcp, host: 127.0.0.1, units: [{name: u, id: 1, points: [{name: p, address: 40001}]}]}
+xmpp: {jid: gw@example.org, password: x}
+events:
+  delivery: every
+  spool: {dir: $1}
+YEOF
+}
+: >"$TMP/afile"
+mkspool "$TMP/afile/spool"
+"$FG" check -c "$TMP/spool.yaml" >/dev/null 2>"$TMP/err"
+rc=$?
+[ $rc -eq 0 ] || fail "spool below a file: exit $rc"
+grep -qF "spool.yaml:6:10: events.spool.dir: warning: the spool directory $TMP/afile/spool does not exist" "$TMP/err" ||
+    fail "spool below a file: no warning ($(cat "$TMP/err"))"
+mkdir -p "$TMP/okspool"
+mkspool "$TMP/okspool/sub"
+"$FG" check -c "$TMP/spool.yaml" >"$TMP/out" 2>"$TMP/err" || fail "creatable spool: exit not 0"
+[ ! -s "$TMP/err" ] || fail "creatable spool: unexpected output: $(cat "$TMP/err")"
+grep -qF "delivery: every, spool $TMP/okspool/sub" "$TMP/out" || fail "delivery line missing"
+
 "$FG" check -c "$TMP/missing.yaml" 2>"$TMP/err"
 [ $? -eq 1 ] || fail "missing file: exit not 1"
 grep -q 'missing.yaml: cannot open: No such file' "$TMP/err" || fail "missing file message"
