@@ -190,8 +190,17 @@ def probe_checks(tmp):
     check(o["netlink"] == o["packet"] == "EAFNOSUPPORT",
           f"probe: AF_NETLINK, AF_PACKET refused ({o['netlink']}, {o['packet']})")
     check(o["usr"] == "EROFS", f"probe: /usr read-only ({o['usr']})")
-    check("probe" in o["tmp"] and len(o["tmp"]) <= 2,
-          f"probe: a private /tmp ({o['tmp']})")
+    # The private /tmp holds the probe's file and nothing of the host's but
+    # the parents of what the sandbox binds in (the probe script's temp
+    # dir, and the source and build trees when they live under /tmp, as in
+    # a fresh clone there).
+    allowed = {"probe"}
+    for q in (tmp, SOURCE, BUILD, SANDBOX):
+        rel = os.path.relpath(os.path.realpath(q), "/tmp")
+        if not rel.startswith(".."):
+            allowed.add(rel.split(os.sep)[0])
+    check("probe" in o["tmp"] and set(o["tmp"]) <= allowed,
+          f"probe: a private /tmp ({o['tmp']}, allowed {sorted(allowed)})")
     check(o["home"] == [], "probe: /home empty")
     check(len(o["procs"]) <= 3, f"probe: no other process visible ({o['procs']})")
     check(o["mmap_wx"] == "EPERM", "probe: no writable+executable memory")
