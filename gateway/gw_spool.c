@@ -241,12 +241,15 @@ struct sp_ent {
     int64_t ts; /* sample time; a gap's newest lost sample */
     uint32_t len;
     uint16_t unit;
-    uint8_t kind; /* K_SAMPLE, K_GAP */
-    uint8_t done; /* acknowledged or dropped */
+    uint8_t kind;      /* K_SAMPLE, K_GAP */
+    unsigned done : 1; /* acknowledged or dropped */
+    unsigned sent : 1; /* handed out by gw_spool_next since open: it may
+                          have reached the server, the bounds keep it */
 };
 
 struct sp_seg {
     uint64_t base, size;
+    uint64_t nlive; /* its entries not done (0: only dead bytes left) */
 };
 
 struct sp_unit {
@@ -255,6 +258,13 @@ struct sp_unit {
     /* samples dropped and not yet written as a GAP record */
     uint64_t gcount;
     int64_t gfrom, gto;
+    /* the unit's last GAP record, while later drops may replace it (it
+     * is not done, not handed out, and no record of the unit after the
+     * last sample it counts has been handed out): its position, what it
+     * counts, and the position of the last sample it counts */
+    bool gopen;
+    uint64_t gpos, gcount_w, glast;
+    int64_t gfrom_w, gto_w;
 };
 
 /* One thread-pool job: fdatasync some segment files (the retired ones are
@@ -266,7 +276,7 @@ struct sp_job {
     bool sync_dir;
     uint8_t *state;
     size_t state_len;
-    uint64_t state_cursor;
+    uint64_t state_cursor, state_end;
     uint64_t durable; /* written end when the job started */
     int dirfd;
     int err; /* errno of the first failure */
@@ -291,15 +301,20 @@ struct gw_spool {
 
     struct sp_ent *ents; /* ring, in position order */
     size_t ecap, ehead, ecount;
-    size_t nlive;    /* entries not done */
-    size_t next;     /* gw_spool_next, relative to the head */
-    size_t age_skip; /* entries before it: done, gaps or in flight */
+    size_t nlive;        /* entries not done */
+    uint64_t live_bytes; /* their bytes: what max_bytes bounds */
+    size_t bound_skip;   /* entries before it: done, sent or gaps */
+    size_t next;         /* gw_spool_next, relative to the head */
+    size_t age_skip;     /* entries before it: done, gaps or in flight */
 
     struct sp_unit *units;
     size_t nunits, ucap;
     size_t ulast; /* the unit found last */
 
     uint64_t cursor, persisted, written, durable;
+    uint64_t persisted_end; /* written end when the persisted state was
+                               built: segments below it whose records are
+                               all done may go */
 
     uv_timer_t timer;
     bool timer_on;
@@ -380,20 +395,38 @@ static void ent_push(struct gw_spool *sp, const struct sp_ent *e)
 {
     *ent_at(sp, sp->ecount) = *e;
     sp->ecount++;
-    if (!e->done)
+    if (!e->done) {
         sp->nlive++;
+        sp->live_bytes += e->len;
+    }
+}
+
+static size_t seg_find(const struct gw_spool *sp, uint64_t pos);
+
+/* Marks an entry done (acknowledged, dropped or unreadable). */
+static void ent_done(struct gw_spool *sp, struct sp_ent *e)
+{
+    if (e->done)
+        return;
+    e->done = 1;
+    sp->nlive--;
+    sp->live_bytes -= e->len;
+    size_t si = seg_find(sp, e->pos);
+    if (si != SIZE_MAX && sp->segs[si].nlive)
+        sp->segs[si].nlive--;
 }
 
 static void ent_pop(struct gw_spool *sp)
 {
-    if (!ent_at(sp, 0)->done)
-        sp->nlive--;
+    ent_done(sp, ent_at(sp, 0));
     sp->ehead = (sp->ehead + 1) % sp->ecap;
     sp->ecount--;
     if (sp->next)
         sp->next--;
     if (sp->age_skip)
         sp->age_skip--;
+    if (sp->bound_skip)
+        sp->bound_skip--;
 }
 
 /* The index of the entry at pos, or SIZE_MAX. */
@@ -599,28 +632,33 @@ static void job_work(uv_work_t *req)
 static void finish_close(struct gw_spool *sp);
 static void kick(struct gw_spool *sp);
 
-/* Deletes the segments that lie wholly below the persisted cursor (never
- * the last one). */
+/* Deletes the segments (never the last one) whose records are all done
+ * (acknowledged or dropped) and that lie wholly below persisted_end: the
+ * unit state persisted since covers them.  Such a segment may be above
+ * the cursor (an older record in flight holds the cursor back). */
 static void reap(struct gw_spool *sp)
 {
-    size_t k = 0;
-    while (k + 1 < sp->nsegs &&
-           sp->segs[k].base + sp->segs[k].size <= sp->persisted) {
-        char name[64];
-        seg_name(name, sizeof(name), sp->segs[k].base);
-        if (sp->rd_fd >= 0 && sp->rd_base == sp->segs[k].base) {
-            close(sp->rd_fd);
-            sp->rd_fd = -1;
+    size_t k = 0, n = sp->nsegs;
+    for (size_t i = 0; i < n; i++) {
+        struct sp_seg *s = &sp->segs[i];
+        if (i + 1 < n && !s->nlive && s->base + s->size <= sp->persisted_end) {
+            char name[64];
+            seg_name(name, sizeof(name), s->base);
+            if (sp->rd_fd >= 0 && sp->rd_base == s->base) {
+                close(sp->rd_fd);
+                sp->rd_fd = -1;
+            }
+            if (unlinkat(sp->dirfd, name, 0) && errno != ENOENT)
+                GW_LOG(sp->log, GW_LOG_WARN, AREA,
+                       "spool %s: cannot delete %s: %s", sp->dir, name,
+                       strerror(errno));
+            sp->bytes -= s->size;
+            continue;
         }
-        if (unlinkat(sp->dirfd, name, 0) && errno != ENOENT)
-            GW_LOG(sp->log, GW_LOG_WARN, AREA, "spool %s: cannot delete %s: %s",
-                   sp->dir, name, strerror(errno));
-        sp->bytes -= sp->segs[k].size;
-        k++;
+        sp->segs[k++] = *s;
     }
-    if (k) {
-        memmove(sp->segs, sp->segs + k, (sp->nsegs - k) * sizeof(*sp->segs));
-        sp->nsegs -= k;
+    if (k != n) {
+        sp->nsegs = k;
         sp->dir_dirty = true;
     }
 }
@@ -640,6 +678,7 @@ static void job_after(uv_work_t *req, int status)
         sp->durable = j->durable;
     if (status == 0 && j->state && j->state_len) {
         sp->persisted = j->state_cursor;
+        sp->persisted_end = j->state_end;
         reap(sp);
     }
     free(j->state);
@@ -721,6 +760,7 @@ static void kick(struct gw_spool *sp)
         j->state = state_build(sp, &j->state_len);
         if (j->state) {
             j->state_cursor = sp->cursor;
+            j->state_end = sp->written;
             sp->state_dirty = false;
             sp->force_state = false;
             sp->last_state = now;
@@ -766,6 +806,7 @@ static int seg_push(struct gw_spool *sp, uint64_t base, uint64_t size)
     }
     sp->segs[sp->nsegs].base = base;
     sp->segs[sp->nsegs].size = size;
+    sp->segs[sp->nsegs].nlive = 0;
     sp->nsegs++;
     return 0;
 }
@@ -853,6 +894,7 @@ static int write_rec(struct gw_spool *sp, size_t reclen, size_t unit,
                        .unit = (uint16_t)unit,
                        .kind = kind};
     ent_push(sp, &e);
+    t->nlive++;
     t->size += reclen;
     sp->bytes += reclen;
     sp->written = t->base + t->size;
@@ -861,47 +903,69 @@ static int write_rec(struct gw_spool *sp, size_t reclen, size_t unit,
     return 0;
 }
 
-/* Drops the entry (not done) at index i into its unit's gap. */
+/* Drops a sample entry (not done) into its unit's pending gap. */
 static void drop_ent(struct gw_spool *sp, struct sp_ent *e)
 {
     struct sp_unit *u = &sp->units[e->unit];
     if (e->kind == K_SAMPLE) {
         gap_add(u, 1, e->ts, e->ts);
+        u->glast = e->pos;
         sp->dropped++;
     } else {
         struct gw_spool_rec r;
         if (!read_rec(sp, e, &r))
             gap_add(u, r.gap_count, r.gap_from_ms, r.gap_to_ms);
     }
-    e->done = 1;
-    sp->nlive--;
+    ent_done(sp, e);
 }
 
-/* Drops the oldest segment (not the last) with its records. */
-static void drop_segment(struct gw_spool *sp)
+/* max_bytes bounds the unacknowledged bytes (live_bytes: records neither
+ * acknowledged nor dropped, gap records included); bytes of acknowledged
+ * or dropped records still in a segment do not count (they go with their
+ * segment, reap).  When the new record would pass the bound, the oldest
+ * samples never handed out are dropped until it fits with some slack
+ * (max_bytes / 16, at most one segment: drops come in episodes, not one
+ * sample per append).  Handed-out samples (they may have reached the
+ * server) and gap records are kept; only when nothing else is left are
+ * handed-out samples dropped too (a last resort: the publisher's window
+ * is far smaller than any bound). */
+static void enforce_max_bytes(struct gw_spool *sp, size_t reclen)
 {
-    struct sp_seg s = sp->segs[0];
-    while (sp->ecount && ent_at(sp, 0)->pos < s.base + s.size) {
-        struct sp_ent *e = ent_at(sp, 0);
-        if (!e->done)
-            drop_ent(sp, e);
-        ent_pop(sp);
+    if (sp->live_bytes + reclen <= sp->max_bytes)
+        return;
+    uint64_t slack = sp->max_bytes / 16;
+    if (slack > sp->seg_bytes)
+        slack = sp->seg_bytes;
+    if (slack + reclen > sp->max_bytes)
+        slack = 0;
+    uint64_t target = sp->max_bytes - slack - reclen;
+    bool any = false;
+    size_t i = sp->bound_skip;
+    for (; i < sp->ecount && sp->live_bytes > target; i++) {
+        struct sp_ent *e = ent_at(sp, i);
+        if (e->done || e->sent || e->kind == K_GAP)
+            continue;
+        drop_ent(sp, e);
+        any = true;
     }
-    char name[64];
-    seg_name(name, sizeof(name), s.base);
-    if (sp->rd_fd >= 0 && sp->rd_base == s.base) {
-        close(sp->rd_fd);
-        sp->rd_fd = -1;
+    for (size_t k = sp->bound_skip; k < i; k++) {
+        const struct sp_ent *e = ent_at(sp, k);
+        if (!e->done && !e->sent && e->kind != K_GAP)
+            break;
+        sp->bound_skip = k + 1;
     }
-    if (unlinkat(sp->dirfd, name, 0) && errno != ENOENT)
-        GW_LOG(sp->log, GW_LOG_WARN, AREA, "spool %s: cannot delete %s: %s",
-               sp->dir, name, strerror(errno));
-    memmove(sp->segs, sp->segs + 1, (sp->nsegs - 1) * sizeof(*sp->segs));
-    sp->nsegs--;
-    sp->bytes -= s.size;
-    sp->dir_dirty = true;
-    sp->force_state = true;
-    advance_front(sp);
+    for (i = 0; i < sp->ecount && sp->live_bytes + reclen > sp->max_bytes;
+         i++) {
+        struct sp_ent *e = ent_at(sp, i);
+        if (e->done || e->kind == K_GAP)
+            continue;
+        drop_ent(sp, e); /* handed out: it may be delivered too */
+        any = true;
+    }
+    if (any) {
+        sp->force_state = true;
+        advance_front(sp);
+    }
 }
 
 static void enforce_bounds(struct gw_spool *sp, size_t reclen)
@@ -912,7 +976,7 @@ static void enforce_bounds(struct gw_spool *sp, size_t reclen)
         bool any = false;
         for (; i < sp->ecount; i++) {
             struct sp_ent *e = ent_at(sp, i);
-            if (e->done || e->kind == K_GAP)
+            if (e->done || e->sent || e->kind == K_GAP)
                 continue;
             if (e->ts >= limit)
                 break;
@@ -925,39 +989,81 @@ static void enforce_bounds(struct gw_spool *sp, size_t reclen)
             advance_front(sp);
         }
     }
-    while (sp->bytes + reclen > sp->max_bytes && sp->nsegs) {
-        if (sp->nsegs == 1) {
-            if (!sp->segs[0].size || roll(sp))
-                break;
-        }
-        drop_segment(sp);
-    }
+    enforce_max_bytes(sp, reclen);
 }
 
-/* Writes the pending GAP records. */
+/* The unit's last gap record, when a new drop may replace it: still not
+ * done and never handed out. */
+static struct sp_ent *open_gap(struct gw_spool *sp, struct sp_unit *u)
+{
+    if (!u->gopen)
+        return NULL;
+    size_t i = ent_find(sp, u->gpos);
+    struct sp_ent *e = i == SIZE_MAX ? NULL : ent_at(sp, i);
+    if (!e || e->done || e->sent || e->kind != K_GAP) {
+        u->gopen = false;
+        return NULL;
+    }
+    return e;
+}
+
+/* Writes the pending GAP records.  A unit whose last gap record is still
+ * open (nothing of the unit after the samples it counts was handed out,
+ * the record itself neither) gets one record for both: the old one is
+ * marked done (never delivered: its seq stays unused) and the new one
+ * counts its samples and range too.  So a drop episode (an outage) ends
+ * up as one gap record per unit, and a gap's range holds only samples
+ * that were dropped. */
 static int write_gaps(struct gw_spool *sp)
 {
     for (size_t i = 0; i < sp->nunits; i++) {
         struct sp_unit *u = &sp->units[i];
         if (!u->gcount)
             continue;
+        struct sp_ent *old = open_gap(sp, u);
+        uint64_t count = u->gcount;
+        int64_t from = u->gfrom, to = u->gto;
+        if (old) {
+            if (u->gfrom_w < from)
+                from = u->gfrom_w;
+            if (u->gto_w > to)
+                to = u->gto_w;
+            count += u->gcount_w;
+        }
         struct gw_spool_rec r = {.kind = GW_SPOOL_GAP,
                                  .unit = u->name,
                                  .seq = u->last_seq + 1,
-                                 .ts_ms = u->gto,
-                                 .gap_from_ms = u->gfrom,
-                                 .gap_to_ms = u->gto,
-                                 .gap_count = u->gcount};
+                                 .ts_ms = to,
+                                 .gap_from_ms = from,
+                                 .gap_to_ms = to,
+                                 .gap_count = count};
         size_t rl = gw_spool_encode(sp->wbuf, &r);
-        int rc = write_rec(sp, rl, i, K_GAP, u->gto);
+        int rc = write_rec(sp, rl, i, K_GAP, to);
         if (rc)
             return rc;
-        GW_LOG(sp->log, GW_LOG_WARN, AREA,
-               "spool %s: bound reached: %" PRIu64 " sample(s) of %s dropped "
-               "(%" PRId64 "..%" PRId64 " ms), gap record seq %" PRIu64,
-               sp->dir, u->gcount, u->name, u->gfrom, u->gto, r.seq);
+        uint64_t pos = ent_at(sp, sp->ecount - 1)->pos;
+        if (old) { /* write_rec may have moved the index */
+            ent_done(sp, ent_at(sp, ent_find(sp, u->gpos)));
+            GW_LOG(sp->log, GW_LOG_DEBUG, AREA,
+                   "spool %s: bound: %" PRIu64 " more sample(s) of %s "
+                   "dropped; gap record seq %" PRIu64 " now counts %" PRIu64
+                   " (%" PRId64 "..%" PRId64 " ms)",
+                   sp->dir, u->gcount, u->name, r.seq, count, from, to);
+        } else {
+            GW_LOG(sp->log, GW_LOG_WARN, AREA,
+                   "spool %s: bound reached: %" PRIu64
+                   " sample(s) of %s dropped (%" PRId64 "..%" PRId64
+                   " ms), gap record seq %" PRIu64,
+                   sp->dir, u->gcount, u->name, u->gfrom, u->gto, r.seq);
+        }
         u->last_seq = r.seq;
         u->gcount = 0;
+        u->gopen = true;
+        u->gpos = pos;
+        u->gcount_w = count;
+        u->gfrom_w = from;
+        u->gto_w = to;
+        advance_front(sp);
     }
     return 0;
 }
@@ -1023,12 +1129,18 @@ bool gw_spool_next(struct gw_spool *sp, struct gw_spool_rec *out)
                    " cannot be read back (%" PRIu32 " bytes); skipped",
                    sp->dir, e->pos, e->len);
             sp->corrupt += e->len;
-            e->done = 1;
-            sp->nlive--;
+            ent_done(sp, e);
             sp->next++;
             advance_front(sp);
             continue;
         }
+        e->sent = 1;
+        /* a record of the unit after its open gap's samples may reach the
+         * server: a later drop gets a new gap record (its range must not
+         * hold this one) */
+        struct sp_unit *u = &sp->units[e->unit];
+        if (u->gopen && e->pos > u->glast)
+            u->gopen = false;
         sp->next++;
         return true;
     }
@@ -1052,8 +1164,7 @@ void gw_spool_ack(struct gw_spool *sp, uint64_t pos)
     size_t i = ent_find(sp, pos);
     if (i == SIZE_MAX || ent_at(sp, i)->done)
         return;
-    ent_at(sp, i)->done = 1;
-    sp->nlive--;
+    ent_done(sp, ent_at(sp, i));
     advance_front(sp);
 }
 
@@ -1072,6 +1183,7 @@ void gw_spool_get_stats(const struct gw_spool *sp, struct gw_spool_stats *out)
         return;
     out->bytes = sp->bytes;
     out->records = sp->nlive;
+    out->live_bytes = sp->live_bytes;
     for (size_t i = 0; i < sp->ecount; i++) {
         const struct sp_ent *e = ent_at(sp, i);
         if (!e->done) {
@@ -1306,6 +1418,35 @@ static int scan_segment(struct gw_spool *sp, size_t si, uint8_t *buf,
     return rc;
 }
 
+/* After the scan: every segment's count of live entries, then the gap
+ * records' effect.  A bound drop marks samples done in memory only (and
+ * replaces a unit's open gap record by a new one); the persisted cursor
+ * may lie before them (a record in flight held it back), so at open a gap
+ * record marks done the records of its unit before it whose time lies in
+ * its range: the samples it counts and the gap records it replaced (a
+ * gap's range never holds a sample that was kept). */
+static void apply_gaps(struct gw_spool *sp)
+{
+    for (size_t i = 0; i < sp->ecount; i++) {
+        const struct sp_ent *e = ent_at(sp, i);
+        size_t si = seg_find(sp, e->pos);
+        if (!e->done && si != SIZE_MAX)
+            sp->segs[si].nlive++;
+    }
+    for (size_t j = 0; j < sp->ecount; j++) {
+        struct sp_ent *g = ent_at(sp, j);
+        struct gw_spool_rec r;
+        if (g->done || g->kind != K_GAP || read_rec(sp, g, &r))
+            continue;
+        for (size_t i = 0; i < j; i++) {
+            struct sp_ent *e = ent_at(sp, i);
+            if (!e->done && e->unit == g->unit && e->ts >= r.gap_from_ms &&
+                e->ts <= r.gap_to_ms)
+                ent_done(sp, e);
+        }
+    }
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1469,7 +1610,8 @@ int gw_spool_open(uv_loop_t *loop, const struct gw_spool_opts *opts,
         return open_fail(sp, rc);
     if (sp->nsegs && sp->cursor > end_pos(sp))
         sp->cursor = end_pos(sp);
-    sp->persisted = sp->cursor;
+    sp->persisted = sp->persisted_end = sp->cursor;
+    apply_gaps(sp);
     reap(sp);
     if (!sp->nsegs) {
         rc = roll(sp);

@@ -13,10 +13,16 @@
  * acknowledged; everything after it is sent again after a restart (the
  * same unit + seq, so the same PubSub item id: a duplicate overwrites).
  *
- * Bounds: max_bytes and max_age.  When one is hit the OLDEST records are
- * dropped (never the appender blocked) and the drop becomes a GAP record
- * per unit (time range and count of the lost samples), delivered in order
- * like any record.
+ * Bounds: max_bytes (the unacknowledged records' bytes; acknowledged
+ * bytes still on disk never cause a drop) and max_age.  When one is hit
+ * the OLDEST samples never handed out by gw_spool_next are dropped (never
+ * the appender blocked) and the drop becomes a GAP record per unit (time
+ * range and exact count of the lost samples; one record per unit for an
+ * outage: a later drop replaces a gap record not yet handed out),
+ * delivered in order like any record.  A record handed out (in flight, or
+ * sent before a rewind) is kept until acknowledged, so a sample counted in
+ * a gap was never sent, and no kept sample lies in a gap's range
+ * (docs/spool.md: the last-resort exception).
  *
  * Durability: records reach the disk with fdatasync every fsync_ms (0 =
  * after every record); gw_spool_close syncs.  A torn last record (power
@@ -136,10 +142,12 @@ struct gw_spool_stats {
     int error;            /* last I/O error (gw_err), 0 when healthy */
     char error_text[128]; /* for the gateway node's warning state */
     /* Added: */
-    uint64_t corrupt;  /* bytes skipped over mid-segment corruption */
-    uint64_t segments; /* segment files */
-    uint64_t cursor;   /* the acknowledged front (in memory) */
-    uint64_t durable;  /* records below this position are fdatasync'ed */
+    uint64_t corrupt;    /* bytes skipped over mid-segment corruption */
+    uint64_t segments;   /* segment files */
+    uint64_t cursor;     /* the acknowledged front (in memory) */
+    uint64_t durable;    /* records below this position are fdatasync'ed */
+    uint64_t live_bytes; /* bytes of the unacknowledged records (gap
+                            records too): what max_bytes bounds */
 };
 void gw_spool_get_stats(const struct gw_spool *sp, struct gw_spool_stats *out);
 

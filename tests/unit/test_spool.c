@@ -439,7 +439,10 @@ static void test_max_bytes_gaps(void **state)
         append(f, i % 2 ? "b" : "a", 1000 + i, 400, 0);
     struct gw_spool_stats st;
     gw_spool_get_stats(f->sp, &st);
-    assert_true(st.bytes <= 16384 + 200); /* + the gap records of one drop */
+    assert_true(st.live_bytes <= 16384); /* the bound: unacknowledged */
+    run_for(f, 250); /* segments of dropped records go with the cursor */
+    gw_spool_get_stats(f->sp, &st);
+    assert_true(st.bytes <= 16384 + 2 * 4096); /* + dead bytes to reap */
     assert_true(st.dropped > 0);
     assert_true(st.dropped < (uint64_t)n);
     assert_int_equal(st.appended, (uint64_t)n);
@@ -448,6 +451,181 @@ static void test_max_bytes_gaps(void **state)
     close_spool(f);
     open_spool(f, &o);
     check_gaps(f, n, 1000);
+}
+
+/* The bound tests below: units "a" (even i) and "b" (odd i), sample i at
+ * ts 1000 + i with a 400-byte payload (~430 bytes a record). */
+enum { BT_N = 512 };
+struct bt {
+    uint8_t state[BT_N]; /* 0 not seen, 1 delivered (acked), 2 read back */
+    uint64_t pos[BT_N];
+    int n;
+};
+
+static void bt_append(struct fx *f, struct bt *b, int count)
+{
+    for (int k = 0; k < count; k++, b->n++) {
+        assert_true(b->n < BT_N);
+        append(f, b->n % 2 ? "b" : "a", 1000 + b->n, 400, 0);
+    }
+}
+
+/* Hands out the next record, which must be sample i; returns its pos. */
+static uint64_t bt_next(struct fx *f, struct bt *b, int i)
+{
+    struct gw_spool_rec r;
+    assert_true(gw_spool_next(f->sp, &r));
+    assert_int_equal(r.kind, GW_SPOOL_SAMPLE);
+    assert_int_equal(r.ts_ms, 1000 + i);
+    b->pos[i] = r.pos;
+    return r.pos;
+}
+
+/* Reads everything from the oldest unacknowledged record (a rewind) and
+ * checks per unit: delivered + read back + the gaps' counts = appended,
+ * each exactly once; no gap's range holds a delivered or read-back sample;
+ * the gap records of each unit (returned in ngaps) come in seq order. */
+static void bt_check(struct fx *f, struct bt *b, int ngaps[2])
+{
+    uint8_t st[BT_N];
+    memcpy(st, b->state, sizeof(st));
+    uint64_t counted[2] = {0};
+    int64_t from[2][16], to[2][16];
+    ngaps[0] = ngaps[1] = 0;
+    struct gw_spool_rec r;
+    gw_spool_rewind(f->sp);
+    while (gw_spool_next(f->sp, &r)) {
+        int u = !strcmp(r.unit, "b");
+        if (r.kind == GW_SPOOL_GAP) {
+            assert_true(ngaps[u] < 16);
+            from[u][ngaps[u]] = r.gap_from_ms;
+            to[u][ngaps[u]] = r.gap_to_ms;
+            ngaps[u]++;
+            counted[u] += r.gap_count;
+            continue;
+        }
+        int i = (int)(r.ts_ms - 1000);
+        assert_true(i >= 0 && i < b->n);
+        assert_int_equal(st[i], 0); /* not delivered, not read twice */
+        st[i] = 2;
+    }
+    for (int u = 0; u < 2; u++) {
+        uint64_t missing = 0;
+        for (int i = u; i < b->n; i += 2)
+            missing += st[i] == 0;
+        assert_int_equal(counted[u], missing);
+        for (int g = 0; g < ngaps[u]; g++) {
+            for (int i = u; i < b->n; i += 2) {
+                int64_t ts = 1000 + i;
+                if (ts >= from[u][g] && ts <= to[u][g])
+                    assert_int_equal(st[i], 0); /* only lost samples */
+            }
+        }
+    }
+}
+
+/* A bound drop with acknowledged, in-flight and unsent records: the gap
+ * counts exactly the samples lost, its range holds no sample delivered
+ * (the in-flight ones are acknowledged after the drop), one gap record
+ * per unit; the same after a reopen (the dropped records do not come
+ * back). */
+static void test_bound_gap_exact_mixed(void **state)
+{
+    struct fx *f = *state;
+    struct gw_spool_opts o = {
+        .dir = f->dir, .max_bytes = 16384, .segment_bytes = 4096};
+    open_spool(f, &o);
+    struct bt b = {.n = 0};
+    bt_append(f, &b, 20);
+    for (int i = 0; i < 10; i++)
+        bt_next(f, &b, i);
+    for (int i = 0; i < 4; i++) { /* 0..3 delivered, 4..9 in flight */
+        gw_spool_ack(f->sp, b.pos[i]);
+        b.state[i] = 1;
+    }
+    bt_append(f, &b, 60); /* the outage: far past the bound */
+    struct gw_spool_stats st;
+    gw_spool_get_stats(f->sp, &st);
+    assert_true(st.dropped > 0);
+    assert_true(st.live_bytes <= 16384);
+    /* the answers for the records in flight arrive after the drop */
+    for (int i = 4; i < 10; i++) {
+        gw_spool_ack(f->sp, b.pos[i]);
+        b.state[i] = 1;
+    }
+    int ngaps[2];
+    bt_check(f, &b, ngaps);
+    assert_int_equal(ngaps[0], 1);
+    assert_int_equal(ngaps[1], 1);
+    uint64_t dropped = st.dropped;
+    close_spool(f);
+    open_spool(f, &o);
+    bt_check(f, &b, ngaps);
+    assert_int_equal(ngaps[0], 1);
+    assert_int_equal(ngaps[1], 1);
+    gw_spool_get_stats(f->sp, &st);
+    assert_true(st.records <= 40);
+    (void)dropped;
+}
+
+/* A long outage (many drops, many segments): still one gap record per
+ * unit, exact counts; a gap record handed out is never replaced, the next
+ * drop starts a new one whose range follows it. */
+static void test_bound_one_gap_per_episode(void **state)
+{
+    struct fx *f = *state;
+    struct gw_spool_opts o = {
+        .dir = f->dir, .max_bytes = 16384, .segment_bytes = 4096};
+    open_spool(f, &o);
+    struct bt b = {.n = 0};
+    bt_append(f, &b, 150);
+    int ngaps[2];
+    bt_check(f, &b, ngaps); /* hands everything out (a rewind) */
+    assert_int_equal(ngaps[0], 1);
+    assert_int_equal(ngaps[1], 1);
+    /* the gap records were sent: a further outage gets new ones */
+    gw_spool_rewind(f->sp);
+    bt_append(f, &b, 60);
+    bt_check(f, &b, ngaps);
+    assert_true(ngaps[0] >= 1 && ngaps[0] <= 2);
+    assert_true(ngaps[1] >= 1 && ngaps[1] <= 2);
+}
+
+/* max_bytes bounds the unacknowledged data: a publisher that keeps up
+ * never loses a sample however much passed through, and acknowledged
+ * bytes still in a segment never cause a drop. */
+static void test_bound_counts_unsent(void **state)
+{
+    struct fx *f = *state;
+    struct gw_spool_opts o = {
+        .dir = f->dir, .max_bytes = 16384, .segment_bytes = 4096};
+    open_spool(f, &o);
+    struct bt b = {.n = 0};
+    for (int i = 0; i < 200; i++) { /* 86 KB through a 16 KB bound */
+        bt_append(f, &b, 1);
+        gw_spool_ack(f->sp, bt_next(f, &b, i));
+    }
+    struct gw_spool_stats st;
+    gw_spool_get_stats(f->sp, &st);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(st.live_bytes, 0);
+    /* now an outage: 37 records (15.9 KB) fit, whatever acknowledged
+     * bytes are still on disk */
+    bt_append(f, &b, 37);
+    gw_spool_get_stats(f->sp, &st);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(st.records, 37);
+    /* acknowledged segments go once the cursor is on disk */
+    run_for(f, 250);
+    gw_spool_get_stats(f->sp, &st);
+    assert_true(st.bytes <= 16384 + 4096);
+    /* and a long outage keeps the files near the bound */
+    bt_append(f, &b, 25);
+    run_for(f, 250);
+    gw_spool_get_stats(f->sp, &st);
+    assert_true(st.dropped > 0);
+    assert_true(st.live_bytes <= 16384);
+    assert_true(st.bytes <= 16384 + 2 * 4096);
 }
 
 static void test_max_age_gaps(void **state)
@@ -756,6 +934,9 @@ int main(void)
         T(test_seq_never_reused),
         T(test_rollover_and_delete),
         T(test_max_bytes_gaps),
+        T(test_bound_gap_exact_mixed),
+        T(test_bound_one_gap_per_episode),
+        T(test_bound_counts_unsent),
         T(test_max_age_gaps),
         T(test_torn_mid_record),
         T(test_torn_mid_header),
