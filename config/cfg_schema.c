@@ -258,8 +258,8 @@ const struct cfg__schema cfg__schema_events_node = {
 #define P struct cfg__raw_spool
 static const struct cfg__field spool_fields[] = {
     {F(P, "dir", CFG__STRING, dir)},
-    /* 1 MiB .. 1 TiB */
-    {F(P, "max_bytes", CFG__SIZE, max_bytes), .min = 1048576,
+    /* 64 KiB .. 1 TiB (small spools: tiny flash, tests) */
+    {F(P, "max_bytes", CFG__SIZE, max_bytes), .min = 65536,
      .max = 1099511627776, .def = "64MiB"},
     /* 0 = no age bound; at most 49 days (the largest duration) */
     {F(P, "max_age", CFG__DURATION, max_age_ms), .min = 0, .max = 4294967295,
