@@ -546,6 +546,26 @@ bool gw_events_take(struct gw_events *ev, struct gw_events_batch *out)
     return true;
 }
 
+void gw_events_requeue(struct gw_events *ev, size_t link, size_t unit,
+                       const size_t *points, size_t n)
+{
+    if (!ev || !points || link >= ev->cfg->n_links ||
+        unit >= ev->cfg->links[link].n_units)
+        return;
+    struct ev_unit *eu = &ev->units[ev->link_base[link] + unit];
+    for (size_t k = 0; k < n; k++) {
+        if (points[k] >= eu->n_points)
+            continue;
+        size_t pi = eu->base + points[k];
+        struct ev_point *ep = &ev->pts[pi];
+        if (!ep->cp->events.enabled)
+            continue;
+        ep->flags &= (uint8_t)~EVP_PUBLISHED;
+        ev->st.requeued++;
+        pend_add(ev, pi);
+    }
+}
+
 void gw_events_snapshot(struct gw_events *ev)
 {
     if (!ev)

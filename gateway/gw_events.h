@@ -74,6 +74,15 @@ void gw_events_free(struct gw_events *ev, void (*closed_cb)(void *ud),
  * when no batch is ready. */
 bool gw_events_take(struct gw_events *ev, struct gw_events_batch *out);
 
+/* A batch taken could not be published (an error, a timeout, a send
+ * failure): the points (indices into the unit's cfg points) lose their
+ * published reference and join the unit's next cycle as events, so their
+ * newest value goes out again at the end of that cycle (coalescing as
+ * usual; paced by the poll, not by the server's answers).  Out-of-range
+ * arguments are ignored. */
+void gw_events_requeue(struct gw_events *ev, size_t link, size_t unit,
+                       const size_t *points, size_t n);
+
 /* Makes a batch of every event-enabled point of every unit (a full
  * snapshot, e.g. after a login, so subscribers see the latest value of
  * every point). */
@@ -85,8 +94,9 @@ struct gw_events_stats {
     uint64_t suppressed; /* changes inside a deadband or min_interval */
     uint64_t coalesced;  /* events merged into a waiting batch */
     uint64_t heartbeats;
-    uint64_t batches; /* batches taken */
-    size_t backlog;   /* batches ready and not taken */
+    uint64_t batches;  /* batches taken */
+    uint64_t requeued; /* points handed back by gw_events_requeue */
+    size_t backlog;    /* batches ready and not taken */
 };
 void gw_events_get_stats(const struct gw_events *ev,
                          struct gw_events_stats *out);

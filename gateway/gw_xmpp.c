@@ -118,6 +118,11 @@ static void src_snapshot(void *ud)
     gw_events_snapshot(ud);
 }
 
+static void src_requeue(void *ud, const struct gw_events_batch *b)
+{
+    gw_events_requeue(ud, b->link, b->unit, b->points, b->n_points);
+}
+
 static size_t src_backlog(void *ud)
 {
     struct gw_events_stats st;
@@ -265,6 +270,7 @@ static int events_new(struct gw_xmpp *x)
         .take = src_take,
         .snapshot = src_snapshot,
         .backlog = src_backlog,
+        .requeue = src_requeue,
         .ud = x->events,
     };
     rc = xs_pubsub_new(x->cfg, x->iot, &src, x->log, &x->pubsub);

@@ -75,6 +75,7 @@ struct ps_node {
      * more per publish (bench/events). */
     bool options_ok;
     bool logged_error; /* one publish error logged per login */
+    bool logged_limit; /* one oversized item logged per login */
     uint64_t epoch;    /* bumped by each configure */
     uint64_t published;
     /* delivery every: the first sequence number appended while publishing
@@ -680,10 +681,34 @@ static enum sent send_publish(struct xs_pubsub *ps, struct ps_req *r,
     if (rc == GW_OK)
         return SENT;
     ps->errors++;
-    GW_LOG(ps->log, GW_LOG_WARN, AREA, "cannot publish to node %s: %s%s",
-           n->name, gw_strerror(rc),
-           rc == GW_ELIMIT ? " (the item is larger than xmpp.stanza_max)" : "");
+    /* An oversized item comes back every cycle: logged once per node and
+     * login, then counted. */
+    bool first = rc != GW_ELIMIT || !n->logged_limit;
+    if (rc == GW_ELIMIT)
+        n->logged_limit = true;
+    GW_LOG(ps->log, first ? GW_LOG_WARN : GW_LOG_DEBUG, AREA,
+           "cannot publish to node %s: %s%s", n->name, gw_strerror(rc),
+           rc == GW_ELIMIT ? " (the item is larger than xmpp.stanza_max; "
+                             "further ones are counted, not logged, until "
+                             "the next login)"
+                           : "");
     return FAILED;
+}
+
+/* A latest-value publish failed: its points go out again with the
+ * unit's next cycle (their newest values). */
+static void requeue_points(struct xs_pubsub *ps, size_t gu, const size_t *pts,
+                           size_t n)
+{
+    if (!ps->src.requeue || gu >= ps->n_nodes || n == 0)
+        return;
+    struct gw_events_batch b = {
+        .link = ps->nodes[gu].link,
+        .unit = ps->nodes[gu].unit,
+        .points = pts,
+        .n_points = n,
+    };
+    ps->src.requeue(ps->src.ud, &b);
 }
 
 static void publish_batch(struct xs_pubsub *ps, const struct gw_events_batch *b)
@@ -710,8 +735,13 @@ static void publish_batch(struct xs_pubsub *ps, const struct gw_events_batch *b)
     r->n_points = b->n_points;
     r->seq = b->seq;
     r->ts_ms = b->ts_ms;
-    if (send_publish(ps, r, NULL) == SENT)
+    int rc;
+    enum sent sent = send_publish(ps, r, &rc);
+    if (sent == SENT)
         ps->in_flight++;
+    else if (sent == FAILED && rc != GW_ELIMIT && rc != GW_EDISCONNECTED &&
+             rc != GW_ECLOSED)
+        requeue_points(ps, gu, b->points, b->n_points);
 }
 
 /* ---- delivery every: the spool ------------------------------------------ */
@@ -1204,8 +1234,11 @@ static enum fate on_publish(struct xs_pubsub *ps, struct ps_req *r,
         log_publish_error(ps, n, &e);
     }
     /* A spooled record is acked only on a result: sent again, then given
-     * up. */
-    return r->spooled ? spool_retry(ps, r, e.cond) : DONE;
+     * up.  Latest values: the points go out again with the next cycle. */
+    if (r->spooled)
+        return spool_retry(ps, r, e.cond);
+    requeue_points(ps, r->gu, r->points, r->n_points);
+    return DONE;
 }
 
 /* ---- login checks ------------------------------------------------------- */
@@ -1456,7 +1489,14 @@ static enum fate on_setup(struct xs_pubsub *ps, struct ps_req *r,
                        "node %s: no answer to its configuration request",
                        n->name);
                 node_done(ps, gu, false);
-            } else if (send_create(ps, gu) != GW_OK) {
+                return DONE;
+            }
+            if (is_cond(&e, "forbidden")) {
+                /* Not its owner: the configuration cannot be enforced, so
+                 * publish-options preconditions would only fail. */
+                n->no_options = true;
+            }
+            if (send_create(ps, gu) != GW_OK) {
                 /* item-not-found (or not an owner): create it. */
                 node_done(ps, gu, true);
             }
@@ -1503,8 +1543,9 @@ static enum fate on_setup(struct xs_pubsub *ps, struct ps_req *r,
             GW_LOG(ps->log, GW_LOG_NOTICE, AREA,
                    "node %s exists but its configuration cannot be read (the "
                    "account is not its owner): the map's configuration is "
-                   "not enforced",
+                   "not enforced (publishing without publish-options)",
                    n->name);
+            n->no_options = true;
             node_done(ps, gu, false);
         } else {
             GW_LOG(ps->log, GW_LOG_WARN, AREA,
@@ -1623,13 +1664,15 @@ static void on_reply(void *ud, const struct xs_stanza *reply, int err)
         struct perr e;
         if (!ok)
             reply_error(reply, err, &e);
-        if (!ok && is_cond(&e, "forbidden")) {
-            forbidden(ps, r->op == OP_FIX_CREATE ? "creation" : "configuration",
-                      n->name);
+        if (!ok && is_cond(&e, "forbidden") && r->op == OP_FIX_CREATE) {
+            forbidden(ps, "creation", n->name);
             ps->errors++;
             break;
         }
         if (r->op == OP_FIX_CONFIGURE) {
+            /* A forbidden configure is this node's matter (not its owner:
+             * an admin created it); the gateway may still publish to it,
+             * without publish-options. */
             if (ok) {
                 n->epoch++;
             } else {
@@ -1645,6 +1688,8 @@ static void on_reply(void *ud, const struct xs_stanza *reply, int err)
             GW_LOG(ps->log, GW_LOG_WARN, AREA,
                    "node %s cannot be created again: %s", n->name, e.cond);
             ps->errors++;
+            if (!r->spooled)
+                requeue_points(ps, r->gu, r->points, r->n_points);
             break;
         }
         f = ps->state == XS_PUBSUB_RUNNING ? republish(ps, r) : DONE;
@@ -1780,6 +1825,7 @@ void xs_pubsub_online(struct xs_pubsub *ps, const char *bare_jid)
         ps->nodes[i].no_options = false;
         ps->nodes[i].options_ok = false;
         ps->nodes[i].logged_error = false;
+        ps->nodes[i].logged_limit = false;
     }
     notify_state(ps);
     struct xs_stanza *iq = xs_stanza_new("iq", XS_NS_CLIENT);

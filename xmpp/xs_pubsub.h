@@ -94,6 +94,10 @@ struct xs_pubsub_source {
     void (*snapshot)(void *ud);
     /* Batches ready and not taken. */
     size_t (*backlog)(void *ud);
+    /* A batch taken failed to publish (latest values; not forbidden, not
+     * a lost session): its points go out again (gw_events_requeue).  May
+     * be NULL. */
+    void (*requeue)(void *ud, const struct gw_events_batch *b);
     void *ud;
 };
 

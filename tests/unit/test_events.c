@@ -603,6 +603,35 @@ static void test_snapshot(void **state)
     expect_one(f, M1, SIZE_MAX);
 }
 
+/* A batch that could not be published is handed back: its points go out
+ * again at the unit's next cycle even though the value did not change
+ * since (it was lost, not published), once, and coalesce with a change
+ * meanwhile; nothing is ready before that cycle (no retry storm). */
+static void test_requeue(void **state)
+{
+    struct fx *f = *state;
+    start(f);
+    set_i(f, M1, N, 5);
+    expect_one(f, M1, N);
+    size_t pts[1] = {N};
+    gw_events_requeue(f->ev, 0, M1, pts, 1);
+    assert_int_equal(take(f, NULL, NULL, 0), -1); /* not before the cycle */
+    expect_one(f, M1, N);                         /* the same value again */
+    expect_one(f, M1, SIZE_MAX);                  /* once */
+    /* Handed back, then changed in the same cycle: one batch. */
+    gw_events_requeue(f->ev, 0, M1, pts, 1);
+    set_i(f, M1, N, 6);
+    expect_one(f, M1, N);
+    /* Out-of-range arguments are ignored. */
+    size_t bad[1] = {999};
+    gw_events_requeue(f->ev, 0, M1, bad, 1);
+    gw_events_requeue(f->ev, 7, 0, pts, 1);
+    gw_events_requeue(f->ev, 0, 99, pts, 1);
+    gw_events_requeue(NULL, 0, M1, pts, 1);
+    expect_one(f, M1, SIZE_MAX);
+    assert_int_equal(stats(f).requeued, 2);
+}
+
 /* Many points, many cycles: nothing grows, the free runs cleanly while
  * deadlines are armed (ASan/LSan check the memory). */
 static void test_free_armed(void **state)
@@ -683,6 +712,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_back_within_cycle, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requeue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_armed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_yaml_rules, setup_yaml, teardown),
         cmocka_unit_test_setup_teardown(test_no_listener_slot, setup, teardown),

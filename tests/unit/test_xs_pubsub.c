@@ -78,12 +78,18 @@ struct fx {
     size_t cur_points[4];
     char *readers[3];
     int state_changes;
+    int iq_rc; /* when not 0, fake_iq refuses with it */
+    size_t requeued, requeued_unit, requeued_n; /* src_requeue calls */
 };
 
 static int fake_iq(void *ud, struct xs_stanza *iq, uint32_t timeout_ms,
                    xs_iq_cb cb, void *cb_ud)
 {
     struct fx *f = ud;
+    if (f->iq_rc) {
+        xs_stanza_free(iq);
+        return f->iq_rc;
+    }
     struct xs_buf b;
     xs_buf_init(&b, 1u << 20);
     assert_int_equal(xs_stanza_serialize(iq, XS_NS_CLIENT, &b), 0);
@@ -111,6 +117,14 @@ static bool src_take(void *ud, struct gw_events_batch *out)
         .seq = ++f->seq,
     };
     return true;
+}
+
+static void src_requeue(void *ud, const struct gw_events_batch *b)
+{
+    struct fx *f = ud;
+    f->requeued++;
+    f->requeued_unit = b->unit;
+    f->requeued_n = b->n_points;
 }
 
 static void src_snapshot(void *ud)
@@ -198,6 +212,7 @@ static struct fx *fx_new(const char *service, enum cfg_access_model am)
         .take = src_take,
         .snapshot = src_snapshot,
         .backlog = src_backlog,
+        .requeue = src_requeue,
         .ud = f,
     };
     assert_int_equal(xs_pubsub_new(f->cfg, f->iot, &src, &f->log, &f->ps), 0);
@@ -678,6 +693,151 @@ static void test_precondition_configure_retry_once(void **state)
     answer(f, 6, RESULT, 0);
     xs_pubsub_get_stats(f->ps, &st);
     assert_int_equal(st.published, 1);
+    fx_free(f);
+}
+
+/* A node the gateway does not own (an admin created it; the gateway is a
+ * publisher): its configuration cannot be read (forbidden) and create
+ * answers conflict: published to without publish-options.  A forbidden
+ * configure after a precondition-not-met is that node's matter too:
+ * published again without options, the publisher keeps running. */
+static void test_not_owner_node(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    add_batch(f, 0, 1, (size_t)0);
+    add_batch(f, 1, 1, (size_t)0);
+    xs_pubsub_online(f->ps, GW);
+    answer(f, 0, DISCO_PROSODY, 0);
+    assert_true(has(iq_xml(f, 1), "<configure node='fg/m1'/>"));
+    answer(f, 1, ERR("forbidden", ""), 0);
+    assert_true(has(iq_xml(f, 3), "<create node='fg/m1'/>"));
+    answer(f, 3, ERR("conflict", ""), 0);
+    char *a = config_answer("fg/m2", "1", "0");
+    answer(f, 2, a, 0);
+    free(a);
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.state, XS_PUBSUB_RUNNING);
+    assert_int_equal(f->n_iq, 6);
+    assert_true(has(iq_xml(f, 4), "item id='m1-1'"));
+    assert_false(has(iq_xml(f, 4), "publish-options"));
+    assert_true(has(iq_xml(f, 5), "item id='m2-2'"));
+    assert_true(has(iq_xml(f, 5), "<publish-options>"));
+    answer(f, 4, RESULT, 0);
+    const char *pre = ERR("conflict", "<precondition-not-met xmlns='http://"
+                                      "jabber.org/protocol/pubsub#errors'/>");
+    answer(f, 5, pre, 0);
+    assert_true(has(iq_xml(f, 6), "<configure node='fg/m2'><x"));
+    answer(f, 6, ERR("forbidden", ""), 0);
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.state, XS_PUBSUB_RUNNING);
+    assert_string_equal(st.text, "");
+    assert_int_equal(f->n_iq, 8);
+    assert_true(has(iq_xml(f, 7), "item id='m2-2'"));
+    assert_false(has(iq_xml(f, 7), "publish-options"));
+    answer(f, 7, RESULT, 0);
+    /* Both units go on publishing. */
+    add_batch(f, 0, 1, (size_t)1);
+    add_batch(f, 1, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    assert_int_equal(f->n_iq, 10);
+    assert_false(has(iq_xml(f, 8), "publish-options"));
+    assert_false(has(iq_xml(f, 9), "publish-options"));
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.published, 2);
+    assert_int_equal(st.state, XS_PUBSUB_RUNNING);
+    fflush(f->log.out);
+    assert_null(strstr(f->logbuf, "publisher rights"));
+    fx_free(f);
+}
+
+/* Lines of the log holding needle, and how many of them at warn. */
+static size_t log_count(struct fx *f, const char *needle, size_t *warn)
+{
+    fflush(f->log.out);
+    size_t all = 0;
+    *warn = 0;
+    for (const char *s = f->logbuf; (s = strstr(s, needle)); s++) {
+        const char *bol = s;
+        while (bol > f->logbuf && bol[-1] != '\n')
+            bol--;
+        all++;
+        *warn += strncmp(strstr(bol, " ") + 1, "warn", 4) == 0;
+    }
+    return all;
+}
+
+/* An item larger than the stanza limit fails at every cycle: logged once
+ * per node and login, counted always. */
+static void test_too_big_logged_once(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    login_ready(f);
+    f->iq_rc = GW_ELIMIT;
+    for (int i = 0; i < 3; i++)
+        add_batch(f, 0, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.errors, 3);
+    assert_int_equal(st.in_flight, 0);
+    size_t warn, all = log_count(f, "cannot publish to node fg/m1", &warn);
+    assert_int_equal(all, 3);
+    assert_int_equal(warn, 1);
+    /* The next login logs it once again. */
+    f->iq_rc = 0;
+    xs_pubsub_offline(f->ps);
+    login_ready(f);
+    f->iq_rc = GW_ELIMIT;
+    add_batch(f, 0, 1, (size_t)0);
+    add_batch(f, 0, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    all = log_count(f, "cannot publish to node fg/m1", &warn);
+    assert_int_equal(all, 5);
+    assert_int_equal(warn, 2);
+    f->iq_rc = 0;
+    fx_free(f);
+}
+
+/* Latest values: a publish that fails (error, timeout, send failure)
+ * hands its points back to the source (their newest value goes out
+ * again); forbidden and a lost session do not. */
+static void test_failed_publish_requeued(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    add_batch(f, 0, 2, (size_t)0, (size_t)2);
+    add_batch(f, 1, 1, (size_t)0);
+    login_ready(f);
+    answer(f, 3, ERR("not-acceptable", ""), 0);
+    assert_int_equal(f->requeued, 1);
+    assert_int_equal(f->requeued_unit, 0);
+    assert_int_equal(f->requeued_n, 2);
+    answer(f, 4, NULL, GW_ETIMEOUT);
+    assert_int_equal(f->requeued, 2);
+    assert_int_equal(f->requeued_unit, 1);
+    /* A send failure. */
+    f->iq_rc = GW_EIO;
+    add_batch(f, 0, 1, (size_t)1);
+    xs_pubsub_ready(f->ps);
+    assert_int_equal(f->requeued, 3);
+    assert_int_equal(f->requeued_n, 1);
+    f->iq_rc = 0;
+    /* A lost session: the snapshot of the next login covers it. */
+    add_batch(f, 0, 1, (size_t)1);
+    xs_pubsub_ready(f->ps);
+    size_t last = f->n_iq - 1;
+    answer(f, last, NULL, GW_EDISCONNECTED);
+    assert_int_equal(f->requeued, 3);
+    /* Forbidden: stopped, nothing handed back. */
+    xs_pubsub_offline(f->ps);
+    login_ready(f);
+    add_batch(f, 1, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    answer(f, f->n_iq - 1, ERR("forbidden", ""), 0);
+    assert_int_equal(f->requeued, 3);
     fx_free(f);
 }
 
@@ -1307,6 +1467,9 @@ int main(void)
         cmocka_unit_test(test_forbidden_once),
         cmocka_unit_test(test_precondition_configure_retry_once),
         cmocka_unit_test(test_item_not_found_recreates),
+        cmocka_unit_test(test_not_owner_node),
+        cmocka_unit_test(test_too_big_logged_once),
+        cmocka_unit_test(test_failed_publish_requeued),
         cmocka_unit_test(test_whitelist_members),
         cmocka_unit_test(test_pep_offline_orphans),
         cmocka_unit_test(test_gateway_status),
