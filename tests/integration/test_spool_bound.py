@@ -135,8 +135,20 @@ def main():
         check("%s: the markers count the lost samples (%d = %d missing "
               "counter steps)" % (u, counted, missing),
               counted == missing and missing > 0, (counted, missing))
-        check("%s: one hole in the delivered samples" % u, len(holes) == 1,
-              brief)
+        # Usually one hole; under load the replay may still be draining
+        # when the bound is hit again after the server is back, which is a
+        # second, equally exact, episode.  Each hole is covered exactly by
+        # the markers whose ranges lie in it.
+        check("%s: one to three holes in the delivered samples" % u,
+              1 <= len(holes) <= 3, brief)
+        for a, b in holes:
+            size = b.value("c0") - a.value("c0") - 1
+            cover = sum(g.gap["count"] or 0 for g in gaps
+                        if g.gap["from"] is not None and
+                        a.ts < g.gap["from"] and g.gap["to"] < b.ts)
+            check("%s: the hole %s..%s (%d samples) is covered exactly by "
+                  "its markers (%d)" % (u, a.id, b.id, size, cover),
+                  cover == size, (size, cover))
         for g in gaps:
             f, t, n = g.gap["from"], g.gap["to"], g.gap["count"]
             inside = [i.id for i in its if f is not None and t is not None
@@ -159,9 +171,9 @@ def main():
                   (a.tstext, t_down))
             check("%s: the newest outage samples survive (hole ends before "
                   "the server is back)" % u, b.ts < t_up0, (b.tstext, t_up0))
-            tail = [i for i in its if i.ts >= b.ts]
+            tail = [i for i in its if i.ts >= holes[-1][1].ts]
             tv = [i.value("c0") for i in tail]
-            check("%s: every sample from the hole's end on delivered (%d)"
+            check("%s: every sample from the last hole's end on delivered (%d)"
                   % (u, len(tv)), tv == list(range(tv[0], tv[0] + len(tv))))
     check("no sanitizer report", "Sanitizer" not in text)
     check("fieldgate exit 0 on SIGTERM", rc == 0, rc)
