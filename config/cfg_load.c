@@ -35,21 +35,26 @@ void cfg_errors_close(struct cfg_errors *errs)
     memset(errs, 0, sizeof(*errs));
 }
 
-void cfg_errors_print(const struct cfg_errors *errs, FILE *out)
+/* Prints each item as "FILE:LINE:COL: path: PREFIXmessage". */
+static void print_items(const struct cfg_errors *list, const char *file,
+                        const char *prefix, FILE *out)
 {
-    if (!errs)
-        return;
-    const char *file = errs->file ? errs->file : "(config)";
-    for (size_t i = 0; i < errs->n; i++) {
-        const struct cfg_error *e = &errs->items[i];
+    for (size_t i = 0; i < list->n; i++) {
+        const struct cfg_error *e = &list->items[i];
         if (e->mark.line)
             fprintf(out, "%s:%u:%u: ", file, e->mark.line, e->mark.col);
         else
             fprintf(out, "%s: ", file);
         if (e->path && e->path[0])
             fprintf(out, "%s: ", e->path);
-        fprintf(out, "%s\n", e->message);
+        fprintf(out, "%s%s\n", prefix, e->message);
     }
+}
+
+void cfg_errors_print(const struct cfg_errors *errs, FILE *out)
+{
+    if (errs)
+        print_items(errs, errs->file ? errs->file : "(config)", "", out);
 }
 
 void cfg_warnings_print(const struct cfg *cfg, FILE *out)
@@ -57,17 +62,11 @@ void cfg_warnings_print(const struct cfg *cfg, FILE *out)
     if (!cfg)
         return;
     const struct cfg_errors *w = &cfg->warnings;
-    const char *file = w->file ? w->file : cfg->path ? cfg->path : "(config)";
-    for (size_t i = 0; i < w->n; i++) {
-        const struct cfg_error *e = &w->items[i];
-        if (e->mark.line)
-            fprintf(out, "%s:%u:%u: ", file, e->mark.line, e->mark.col);
-        else
-            fprintf(out, "%s: ", file);
-        if (e->path && e->path[0])
-            fprintf(out, "%s: ", e->path);
-        fprintf(out, "warning: %s\n", e->message);
-    }
+    print_items(w,
+                w->file     ? w->file
+                : cfg->path ? cfg->path
+                            : "(config)",
+                "warning: ", out);
 }
 
 static int push_error(struct cfg_errors *errs, struct cfg_mark mark,
