@@ -28,9 +28,10 @@ struct gw_xmpp {
     struct gw_events *events; /* with events: only */
     struct xs_pubsub *pubsub; /* with events: only */
     struct gw_spool *spool;   /* delivery every, while its dir is usable */
+    uv_timer_t *retry;        /* xs_pubsub's retry of failed login checks */
     char spool_dir[4096];
     int64_t spool_open_ms; /* the last attempt to open it */
-    int closing;           /* closes still to come (session, events, spool) */
+    int closing; /* closes still to come (session, events, spool, retry) */
     void (*closed_cb)(void *ud);
     void *closed_ud;
 };
@@ -103,7 +104,9 @@ static void on_offline(void *ud, int err)
     struct gw_xmpp *x = ud;
     (void)err;
     if (x->pubsub)
-        xs_pubsub_offline(x->pubsub);
+        xs_pubsub_offline(x->pubsub); /* stops the retry timer too */
+    if (x->retry)
+        uv_timer_stop(x->retry);
 }
 
 /* ---- events: gw_events -> xs_pubsub, stats -> gw_iot -------------------- */
@@ -260,6 +263,24 @@ static void on_pubsub_state(void *ud)
         gw_iot_events_changed(x->iot);
 }
 
+static void on_retry_timer(uv_timer_t *t)
+{
+    struct gw_xmpp *x = t->data;
+    if (x->pubsub)
+        xs_pubsub_retry(x->pubsub);
+}
+
+/* xs_pubsub's timer hook: ms > 0 (re)arms the one-shot, 0 stops it. */
+static void retry_timer(void *ud, uint32_t ms)
+{
+    struct gw_xmpp *x = ud;
+    if (!x->retry)
+        return;
+    uv_timer_stop(x->retry);
+    if (ms > 0)
+        uv_timer_start(x->retry, on_retry_timer, ms, 0);
+}
+
 static int events_new(struct gw_xmpp *x)
 {
     int rc = gw_events_new(x->loop, x->cfg, x->store, x->log, on_events_ready,
@@ -281,6 +302,18 @@ static int events_new(struct gw_xmpp *x)
     if (x->cfg->events.delivery == CFG_DELIVERY_EVERY)
         spool_new(x);
     gw_iot_set_events_stats_fn(x->iot, events_stats, x);
+    /* Last: nothing fails after it, so gw_xmpp_new's error path never has
+     * this handle to close. */
+    x->retry = malloc(sizeof(*x->retry));
+    if (!x->retry)
+        return GW_ENOMEM;
+    if (uv_timer_init(x->loop, x->retry) != 0) {
+        free(x->retry);
+        x->retry = NULL;
+        return GW_EIO;
+    }
+    x->retry->data = x;
+    xs_pubsub_set_timer(x->pubsub, retry_timer, x);
     return GW_OK;
 }
 
@@ -414,6 +447,13 @@ static void on_part_closed(void *ud)
         cb(cud);
 }
 
+static void on_retry_closed(uv_handle_t *h)
+{
+    struct gw_xmpp *x = h->data;
+    free(h);
+    on_part_closed(x);
+}
+
 void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
 {
     if (!x)
@@ -428,18 +468,24 @@ void gw_xmpp_free(struct gw_xmpp *x, void (*closed_cb)(void *ud), void *ud)
     struct xs_pubsub *ps = x->pubsub;
     struct gw_events *ev = x->events;
     struct gw_spool *sp = x->spool;
+    uv_timer_t *rt = x->retry;
     x->fe = NULL;
     x->iot = NULL;
     x->pubsub = NULL;
     x->events = NULL;
     x->spool = NULL;
-    x->closing = 1 + (ev != NULL) + (sp != NULL);
+    x->retry = NULL;
+    x->closing = 1 + (ev != NULL) + (sp != NULL) + (rt != NULL);
     /* The publisher first (its requests in the session are orphaned and
      * fail harmlessly when the session closes), then the spool (synced:
      * a clean stop loses nothing; unacknowledged records are sent again
      * at the next start), then the change detection (its store listener
      * and timer), then the session. */
     xs_pubsub_free(ps);
+    if (rt) {
+        uv_timer_stop(rt);
+        uv_close((uv_handle_t *)rt, on_retry_closed);
+    }
     if (sp)
         gw_spool_close(sp, on_part_closed, x);
     if (ev)

@@ -125,6 +125,14 @@ struct xs_pubsub {
     int64_t fallback_ms;     /* the last failed append */
     uint64_t spooled, replayed, gaps, lost;
     char spool_text[256];
+    /* the retry of failed login checks (the owner's timer) */
+    void (*timer)(void *ud, uint32_t ms);
+    void *timer_ud;
+    bool retry_armed;  /* the timer runs */
+    bool disco_failed; /* the warning is the service check's: retried */
+    bool resetup;      /* running, and setting up failed nodes again */
+    size_t resetup_n;  /* how many had failed when it began */
+    uint32_t retry_ms; /* the next delay (0: the first one) */
 };
 
 /* ---- names and forms ---------------------------------------------------- */
@@ -553,9 +561,34 @@ static void spool_restart(struct xs_pubsub *ps)
         ps->nodes[i].live_from = 0;
 }
 
+/* ---- the retry of failed login checks ----------------------------------- */
+
+static void retry_cancel(struct xs_pubsub *ps)
+{
+    if (ps->retry_armed && ps->timer)
+        ps->timer(ps->timer_ud, 0);
+    ps->retry_armed = false;
+}
+
+/* Arms the owner's timer for the next attempt (what: for the log). */
+static void retry_schedule(struct xs_pubsub *ps, const char *what)
+{
+    if (!ps->timer || ps->retry_armed)
+        return;
+    uint32_t ms = ps->retry_ms ? ps->retry_ms : XS_PUBSUB_RETRY_MIN_MS;
+    ps->retry_ms =
+        ms >= XS_PUBSUB_RETRY_MAX_MS / 2 ? XS_PUBSUB_RETRY_MAX_MS : ms * 2;
+    ps->retry_armed = true;
+    GW_LOG(ps->log, GW_LOG_INFO, AREA, "retrying %s in %" PRIu32 " s", what,
+           ms / 1000);
+    ps->timer(ps->timer_ud, ms);
+}
+
 static void go_offline(struct xs_pubsub *ps)
 {
     bool changed = ps->state != XS_PUBSUB_OFFLINE;
+    retry_cancel(ps);
+    ps->disco_failed = ps->resetup = false;
     ps->gen++;
     ps->state = XS_PUBSUB_OFFLINE;
     ps->in_flight = ps->setup_busy = 0;
@@ -578,6 +611,7 @@ static void set_warning(struct xs_pubsub *ps, const char *fmt, ...)
     vsnprintf(ps->text, sizeof(ps->text), fmt, ap);
     va_end(ap);
     ps->state = XS_PUBSUB_WARNING;
+    ps->resetup = false;
     notify_state(ps);
 }
 
@@ -1266,13 +1300,43 @@ static void start_running(struct xs_pubsub *ps)
      * what the spool holds instead: a snapshot would repeat samples. */
     if (ps->src.snapshot && (!ps->every || ps->fallback))
         ps->src.snapshot(ps->src.ud);
+    if (failed)
+        retry_schedule(ps, "the setup of the failed node(s)");
     pump(ps);
+}
+
+/* The failed nodes were set up again (xs_pubsub_retry). */
+static void end_resetup(struct xs_pubsub *ps)
+{
+    size_t ready = 0, failed = 0;
+    for (size_t i = 0; i < ps->n_nodes; i++) {
+        ready += ps->nodes[i].enabled && !ps->nodes[i].failed;
+        failed += ps->nodes[i].enabled && ps->nodes[i].failed;
+    }
+    ps->resetup = false;
+    GW_LOG(ps->log, GW_LOG_NOTICE, AREA,
+           "publishing to %zu node(s) on %s; %zu still cannot be set up", ready,
+           ps->service, failed);
+    notify_state(ps);
+    /* The recovered nodes get the current values (their batches were
+     * dropped meanwhile). */
+    if (failed < ps->resetup_n && ps->src.snapshot &&
+        (!ps->every || ps->fallback))
+        ps->src.snapshot(ps->src.ud);
+    if (failed)
+        retry_schedule(ps, "the setup of the failed node(s)");
+    pump(ps);
+}
+
+static bool setup_active(const struct xs_pubsub *ps)
+{
+    return ps->state == XS_PUBSUB_SETUP ||
+           (ps->state == XS_PUBSUB_RUNNING && ps->resetup);
 }
 
 static void node_done(struct xs_pubsub *ps, size_t gu, bool failed)
 {
-    if (failed)
-        ps->nodes[gu].failed = true;
+    ps->nodes[gu].failed = failed;
     if (ps->setup_busy > 0)
         ps->setup_busy--;
     ps->setup_done++;
@@ -1457,18 +1521,23 @@ static void setup_pump(struct xs_pubsub *ps)
     if (ps->setup_pumping)
         return;
     ps->setup_pumping = true;
-    while (ps->state == XS_PUBSUB_SETUP && ps->setup_busy < window_of(ps) &&
+    while (setup_active(ps) && ps->setup_busy < window_of(ps) &&
            ps->setup_next < ps->n_nodes) {
         size_t gu = ps->setup_next++;
-        if (!ps->nodes[gu].enabled) {
+        /* Set up again: only the nodes that failed. */
+        if (!ps->nodes[gu].enabled || (ps->resetup && !ps->nodes[gu].failed)) {
             ps->setup_done++;
             continue;
         }
         start_node(ps, gu);
     }
     ps->setup_pumping = false;
-    if (ps->state == XS_PUBSUB_SETUP && ps->setup_done >= ps->n_nodes)
-        start_running(ps);
+    if (setup_active(ps) && ps->setup_done >= ps->n_nodes) {
+        if (ps->resetup)
+            end_resetup(ps);
+        else
+            start_running(ps);
+    }
 }
 
 /* A login check's answer for node gu.  Returns what became of r. */
@@ -1550,7 +1619,7 @@ static enum fate on_setup(struct xs_pubsub *ps, struct ps_req *r,
         } else {
             GW_LOG(ps->log, GW_LOG_WARN, AREA,
                    "node %s cannot be created: %s; its events are dropped "
-                   "until the next login",
+                   "until it is set up (retried)",
                    n->name, e.cond);
             node_done(ps, gu, true);
         }
@@ -1600,9 +1669,10 @@ static void on_disco(struct xs_pubsub *ps, const struct xs_stanza *reply,
             set_warning(ps, "the PubSub service %s is not available (%s)",
                         ps->service, e.cond);
             GW_LOG(ps->log, GW_LOG_ERROR, AREA,
-                   "%s; events are not published until the next login or "
-                   "reload",
+                   "%s; events are not published until it answers (retried)",
                    ps->text);
+            ps->disco_failed = true;
+            retry_schedule(ps, "the check of the PubSub service");
             return;
         }
         /* Assume what XEP-0060 services usually have. */
@@ -1696,7 +1766,7 @@ static void on_reply(void *ud, const struct xs_stanza *reply, int err)
         break;
     }
     default:
-        if (ps->state == XS_PUBSUB_SETUP)
+        if (setup_active(ps))
             on_setup(ps, r, reply, err);
         req_free(r);
         return;
@@ -1806,8 +1876,33 @@ void xs_pubsub_set_state_cb(struct xs_pubsub *ps, void (*cb)(void *ud),
     ps->state_ud = ud;
 }
 
+/* Asks the service for its features (OP_DISCO); a failure to send puts
+ * the publisher in the (retried) warning. */
+static void send_disco(struct xs_pubsub *ps)
+{
+    struct xs_stanza *iq = xs_stanza_new("iq", XS_NS_CLIENT);
+    if (iq &&
+        (xs_stanza_set_attr(iq, "type", "get") != GW_OK ||
+         (!ps->pep && xs_stanza_set_attr(iq, "to", ps->service) != GW_OK) ||
+         !xs_stanza_add_new(iq, "query", XS_NS_DISCO_INFO))) {
+        xs_stanza_free(iq);
+        iq = NULL;
+    }
+    int rc =
+        send_req(ps, req_new(ps, OP_DISCO, SIZE_MAX), iq, SETUP_TIMEOUT_MS);
+    if (rc != GW_OK) {
+        set_warning(ps, "cannot ask %s for its features: %s", ps->service,
+                    gw_strerror(rc));
+        ps->disco_failed = true;
+        retry_schedule(ps, "the check of the PubSub service");
+    }
+}
+
 void xs_pubsub_online(struct xs_pubsub *ps, const char *bare_jid)
 {
+    retry_cancel(ps);
+    ps->retry_ms = 0;
+    ps->disco_failed = ps->resetup = false;
     ps->gen++;
     ps->state = XS_PUBSUB_SETUP;
     ps->text[0] = '\0';
@@ -1828,24 +1923,49 @@ void xs_pubsub_online(struct xs_pubsub *ps, const char *bare_jid)
         ps->nodes[i].logged_limit = false;
     }
     notify_state(ps);
-    struct xs_stanza *iq = xs_stanza_new("iq", XS_NS_CLIENT);
-    if (iq &&
-        (xs_stanza_set_attr(iq, "type", "get") != GW_OK ||
-         (!ps->pep && xs_stanza_set_attr(iq, "to", ps->service) != GW_OK) ||
-         !xs_stanza_add_new(iq, "query", XS_NS_DISCO_INFO))) {
-        xs_stanza_free(iq);
-        iq = NULL;
-    }
-    int rc =
-        send_req(ps, req_new(ps, OP_DISCO, SIZE_MAX), iq, SETUP_TIMEOUT_MS);
-    if (rc != GW_OK)
-        set_warning(ps, "cannot ask %s for its features: %s", ps->service,
-                    gw_strerror(rc));
+    send_disco(ps);
 }
 
 void xs_pubsub_offline(struct xs_pubsub *ps)
 {
     go_offline(ps);
+}
+
+void xs_pubsub_set_timer(struct xs_pubsub *ps,
+                         void (*timer)(void *ud, uint32_t ms), void *ud)
+{
+    retry_cancel(ps);
+    ps->timer = timer;
+    ps->timer_ud = ud;
+}
+
+void xs_pubsub_retry(struct xs_pubsub *ps)
+{
+    ps->retry_armed = false;
+    if (ps->state == XS_PUBSUB_WARNING && ps->disco_failed) {
+        ps->disco_failed = false;
+        ps->state = XS_PUBSUB_SETUP; /* the warning stays until it answers */
+        ps->setup_busy = ps->setup_next = ps->setup_done = 0;
+        ps->features = 0;
+        for (size_t i = 0; i < ps->n_nodes; i++)
+            ps->nodes[i].failed = false;
+        GW_LOG(ps->log, GW_LOG_INFO, AREA, "checking %s again", ps->service);
+        notify_state(ps);
+        send_disco(ps);
+        return;
+    }
+    if (ps->state != XS_PUBSUB_RUNNING || ps->resetup)
+        return;
+    size_t failed = 0;
+    for (size_t i = 0; i < ps->n_nodes; i++)
+        failed += ps->nodes[i].enabled && ps->nodes[i].failed;
+    if (failed == 0)
+        return;
+    GW_LOG(ps->log, GW_LOG_INFO, AREA, "setting up %zu node(s) again", failed);
+    ps->resetup = true;
+    ps->resetup_n = failed;
+    ps->setup_busy = ps->setup_next = ps->setup_done = 0;
+    setup_pump(ps);
 }
 
 void xs_pubsub_set_spool(struct xs_pubsub *ps, const struct xs_pubsub_spool *sp)
@@ -1895,6 +2015,7 @@ void xs_pubsub_free(struct xs_pubsub *ps)
 {
     if (!ps)
         return;
+    retry_cancel(ps);
     for (struct ps_req *r = ps->reqs; r; r = r->next)
         r->ps = NULL;
     free(ps->nodes);

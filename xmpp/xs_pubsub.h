@@ -24,7 +24,11 @@
  * an owner <configure> and the publish is retried once.  A forbidden on
  * create or publish is reported once and puts the publisher in a warning
  * state until the next login (or reload): nothing more is published, and
- * polling and readouts go on.  docs/events.md tells the whole story.
+ * polling and readouts go on.  A service that does not answer its check
+ * (disco#info) and nodes that could not be set up are tried again while
+ * online, through the owner's timer (xs_pubsub_set_timer), after
+ * XS_PUBSUB_RETRY_MIN_MS doubling up to XS_PUBSUB_RETRY_MAX_MS (reset at
+ * each login).  docs/events.md tells the whole story.
  *
  * With `events.delivery: every` and a spool (xs_pubsub_set_spool), every
  * batch is taken at once when it is ready (online or not) and appended to
@@ -72,6 +76,10 @@
 /* In fallback (the spool failed), an append is tried again after this
  * long. */
 #define XS_PUBSUB_SPOOL_RETRY_MS 10000
+/* A failed service check or node setup is tried again after this long,
+ * doubling up to the maximum; back to the minimum at each login. */
+#define XS_PUBSUB_RETRY_MIN_MS 5000u
+#define XS_PUBSUB_RETRY_MAX_MS 300000u
 
 /* The spool of `delivery: every`: gateway/gw_spool in the daemon (the
  * same contracts as gw_spool_append/next/ack/rewind/get_stats), a fake or
@@ -171,6 +179,17 @@ void xs_pubsub_online(struct xs_pubsub *ps, const char *bare_jid);
 /* The session is down: nothing is sent until the next login; answers to
  * requests of the old session are ignored. */
 void xs_pubsub_offline(struct xs_pubsub *ps);
+
+/* The owner's one-shot timer for the retry of failed login checks:
+ * timer(ud, ms) with ms > 0 (re)arms it, to call xs_pubsub_retry after ms;
+ * timer(ud, 0) stops it (at offline, login and free).  Without a timer
+ * (NULL) nothing is retried before the next login. */
+void xs_pubsub_set_timer(struct xs_pubsub *ps,
+                         void (*timer)(void *ud, uint32_t ms), void *ud);
+
+/* The owner's timer fired: checks the service again (when its check
+ * failed) or sets up the nodes that failed, then publishes to them. */
+void xs_pubsub_retry(struct xs_pubsub *ps);
 
 /* The source has batches (gw_events' ready callback). */
 void xs_pubsub_ready(struct xs_pubsub *ps);

@@ -8,7 +8,8 @@
  * get / diff / configure, create, affiliations of a whitelist), the
  * window of publishes in flight, forbidden reported once and publishing
  * stopped until the next login, precondition-not-met answered by a
- * configure and one retry, offline and orphaned requests. */
+ * configure and one retry, offline and orphaned requests, the retry (with
+ * backoff) of a failed service check or node setup. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -80,7 +81,20 @@ struct fx {
     int state_changes;
     int iq_rc; /* when not 0, fake_iq refuses with it */
     size_t requeued, requeued_unit, requeued_n; /* src_requeue calls */
+    /* the owner's retry timer (fake_timer) */
+    bool timer_armed;
+    uint32_t timer_ms; /* the last arming */
+    size_t timer_calls;
 };
+
+static void fake_timer(void *ud, uint32_t ms)
+{
+    struct fx *f = ud;
+    f->timer_calls++;
+    f->timer_armed = ms > 0;
+    if (ms > 0)
+        f->timer_ms = ms;
+}
 
 static int fake_iq(void *ud, struct xs_stanza *iq, uint32_t timeout_ms,
                    xs_iq_cb cb, void *cb_ud)
@@ -1455,6 +1469,177 @@ static void test_every_real_spool_restart(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- the retry of failed login checks ------------------------------------ */
+
+/* The owner's one-shot timer fires. */
+static void fire(struct fx *f)
+{
+    f->timer_armed = false;
+    xs_pubsub_retry(f->ps);
+}
+
+static bool log_has(struct fx *f, const char *needle)
+{
+    fflush(f->log.out);
+    return f->logbuf && strstr(f->logbuf, needle) != NULL;
+}
+
+/* The service does not answer its check: a warning, a retry after 5 s that
+ * asks again; its answer clears the warning and publishing starts. */
+static void test_retry_disco(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    xs_pubsub_set_timer(f->ps, fake_timer, f);
+    add_batch(f, 0, 1, (size_t)0);
+    xs_pubsub_online(f->ps, GW);
+    assert_int_equal(f->n_iq, 1);
+    assert_false(f->timer_armed);
+    answer(f, 0, NULL, GW_ETIMEOUT);
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.state, XS_PUBSUB_WARNING);
+    assert_string_equal(st.text, "the PubSub service " SERVICE
+                                 " is not available (timeout)");
+    assert_true(f->timer_armed);
+    assert_int_equal(f->timer_ms, XS_PUBSUB_RETRY_MIN_MS);
+    assert_int_equal(f->timer_ms, 5000);
+    assert_true(log_has(f, "retrying the check of the PubSub service in 5 s"));
+    assert_int_equal(f->n_iq, 1);
+    /* The timer fires: disco#info again. */
+    fire(f);
+    assert_false(f->timer_armed);
+    assert_int_equal(f->n_iq, 2);
+    assert_true(has(iq_xml(f, 1), "disco#info"));
+    assert_true(has(iq_xml(f, 1), "to='" SERVICE "'"));
+    answer(f, 1, DISCO_PROSODY, 0);
+    assert_int_equal(f->n_iq, 4);
+    assert_true(has(iq_xml(f, 2), "<configure node='fg/m1'/>"));
+    assert_true(has(iq_xml(f, 3), "<configure node='fg/m2'/>"));
+    char *a = config_answer("fg/m1", "1", "false");
+    answer(f, 2, a, 0);
+    free(a);
+    a = config_answer("fg/m2", "1", "0");
+    answer(f, 3, a, 0);
+    free(a);
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.state, XS_PUBSUB_RUNNING);
+    assert_string_equal(st.text, "");
+    assert_int_equal(f->snapshots, 1);
+    assert_int_equal(f->n_iq, 5);
+    assert_true(has(iq_xml(f, 4), "<publish node='fg/m1'>"));
+    assert_false(f->timer_armed); /* nothing more to retry */
+    fx_free(f);
+}
+
+/* A node creation fails once (internal-server-error): the other node is
+ * published to, the failed one is set up again by the retry (after 5 s,
+ * then 10 s) and published to. */
+static void test_retry_node_create(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    xs_pubsub_set_timer(f->ps, fake_timer, f);
+    xs_pubsub_online(f->ps, GW);
+    answer(f, 0, DISCO_PROSODY, 0);
+    assert_int_equal(f->n_iq, 3);
+    answer(f, 1, ERR("item-not-found", ""), 0);
+    assert_true(has(iq_xml(f, 3), "<create node='fg/m1'/>"));
+    char *a = config_answer("fg/m2", "1", "0");
+    answer(f, 2, a, 0);
+    free(a);
+    assert_false(f->timer_armed);
+    answer(f, 3, ERR("internal-server-error", ""), 0);
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.state, XS_PUBSUB_RUNNING);
+    assert_true(f->timer_armed);
+    assert_int_equal(f->timer_ms, 5000);
+    assert_true(log_has(f, "retrying the setup of the failed node(s) in 5 s"));
+    /* m1's batch is dropped meanwhile, m2's published. */
+    add_batch(f, 0, 1, (size_t)0);
+    add_batch(f, 1, 1, (size_t)0);
+    xs_pubsub_ready(f->ps);
+    assert_int_equal(f->n_iq, 5);
+    assert_true(has(iq_xml(f, 4), "<publish node='fg/m2'>"));
+    answer(f, 4, RESULT, 0);
+    /* First retry: m1 only, fails again: the delay doubles. */
+    fire(f);
+    assert_int_equal(f->n_iq, 6);
+    assert_true(has(iq_xml(f, 5), "<configure node='fg/m1'/>"));
+    answer(f, 5, ERR("item-not-found", ""), 0);
+    assert_true(has(iq_xml(f, 6), "<create node='fg/m1'/>"));
+    answer(f, 6, ERR("internal-server-error", ""), 0);
+    assert_true(f->timer_armed);
+    assert_int_equal(f->timer_ms, 10000);
+    assert_true(log_has(f, "in 10 s"));
+    /* Second retry: created; publishing to it resumes. */
+    fire(f);
+    assert_int_equal(f->n_iq, 8);
+    answer(f, 7, ERR("item-not-found", ""), 0);
+    assert_true(has(iq_xml(f, 8), "<create node='fg/m1'/>"));
+    answer(f, 8, RESULT, 0);
+    assert_false(f->timer_armed);
+    assert_int_equal(f->snapshots, 2); /* current values for the node */
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.state, XS_PUBSUB_RUNNING);
+    add_batch(f, 0, 1, (size_t)1);
+    xs_pubsub_ready(f->ps);
+    assert_int_equal(f->n_iq, 10);
+    assert_true(has(iq_xml(f, 9), "<publish node='fg/m1'>"));
+    answer(f, 9, RESULT, 0);
+    assert_int_equal(xs_pubsub_unit_published(f->ps, 0, 0), 1);
+    fx_free(f);
+}
+
+/* The delay doubles up to 5 min, is back to 5 s at the next login; going
+ * offline stops the timer and a late firing sends nothing. */
+static void test_retry_backoff_offline(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(SERVICE, CFG_AM_OPEN);
+    xs_pubsub_set_timer(f->ps, fake_timer, f);
+    xs_pubsub_online(f->ps, GW);
+    static const uint32_t want[] = {5000,  10000,  20000,  40000,
+                                    80000, 160000, 300000, 300000};
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        assert_int_equal(f->n_iq, k + 1);
+        assert_true(has(iq_xml(f, k), "disco#info"));
+        answer(f, k, ERR("service-unavailable", ""), 0);
+        assert_true(f->timer_armed);
+        assert_int_equal(f->timer_ms, want[k]);
+        if (k + 1 < sizeof(want) / sizeof(want[0]))
+            fire(f);
+    }
+    assert_true(log_has(f, "in 300 s"));
+    xs_pubsub_offline(f->ps);
+    assert_false(f->timer_armed);
+    size_t n = f->n_iq;
+    fire(f); /* a late firing: nothing */
+    assert_int_equal(f->n_iq, n);
+    struct xs_pubsub_stats st;
+    xs_pubsub_get_stats(f->ps, &st);
+    assert_int_equal(st.state, XS_PUBSUB_OFFLINE);
+    /* The next login starts at 5 s again. */
+    xs_pubsub_online(f->ps, GW);
+    assert_int_equal(f->n_iq, n + 1);
+    answer(f, n, NULL, GW_ETIMEOUT);
+    assert_true(f->timer_armed);
+    assert_int_equal(f->timer_ms, 5000);
+    /* A login while armed stops it. */
+    xs_pubsub_online(f->ps, GW);
+    assert_false(f->timer_armed);
+    answer(f, n + 1, NULL, GW_ETIMEOUT);
+    assert_int_equal(f->timer_ms, 5000);
+    /* Freeing stops it too. */
+    size_t calls = f->timer_calls;
+    xs_pubsub_free(f->ps);
+    f->ps = NULL;
+    assert_false(f->timer_armed);
+    assert_int_equal(f->timer_calls, calls + 1);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1478,6 +1663,9 @@ int main(void)
         cmocka_unit_test(test_every_spool_unusable_at_start),
         cmocka_unit_test(test_spool_item),
         cmocka_unit_test(test_every_real_spool_restart),
+        cmocka_unit_test(test_retry_disco),
+        cmocka_unit_test(test_retry_node_create),
+        cmocka_unit_test(test_retry_backoff_offline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
