@@ -285,13 +285,22 @@ static void stop(struct gw_daemon *d, const char *why)
 
 /* The map's warnings (valid, but probably not what was meant), one log
  * line each, as `fieldgate check` prints them. */
+/* Logs each item of a map's errors or warnings as `fieldgate check`
+ * prints them: "FILE:LINE:COL: key: PREFIXmessage". */
+static void log_map_items(const struct gw_daemon *d,
+                          const struct cfg_errors *list,
+                          enum gw_log_level level, const char *prefix)
+{
+    for (size_t i = 0; i < list->n; i++)
+        GW_LOG(d->log, level, "config", "%s:%u:%u: %s: %s%s",
+               list->file ? list->file : d->cfg_path, list->items[i].mark.line,
+               list->items[i].mark.col, list->items[i].path, prefix,
+               list->items[i].message);
+}
+
 static void log_map_warnings(const struct gw_daemon *d, const struct cfg *cfg)
 {
-    const struct cfg_errors *w = &cfg->warnings;
-    for (size_t i = 0; i < w->n; i++)
-        GW_LOG(d->log, GW_LOG_WARN, "config", "%s:%u:%u: %s: warning: %s",
-               w->file ? w->file : d->cfg_path, w->items[i].mark.line,
-               w->items[i].mark.col, w->items[i].path, w->items[i].message);
+    log_map_items(d, &cfg->warnings, GW_LOG_WARN, "warning: ");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -309,11 +318,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct cfg *cfg = NULL;
     int rc = cfg_load(d->cfg_path, &cfg, &errs);
     if (rc != GW_OK) {
-        for (size_t i = 0; i < errs.n; i++)
-            GW_LOG(d->log, GW_LOG_ERROR, "config", "%s:%u:%u: %s: %s",
-                   errs.file ? errs.file : d->cfg_path, errs.items[i].mark.line,
-                   errs.items[i].mark.col, errs.items[i].path,
-                   errs.items[i].message);
+        log_map_items(d, &errs, GW_LOG_ERROR, "");
         GW_LOG(d->log, GW_LOG_ERROR, AREA,
                "reload refused (%s); still running the previous map",
                gw_strerror(rc));

@@ -137,41 +137,6 @@ struct xs_pubsub {
 
 /* ---- names and forms ---------------------------------------------------- */
 
-const char *xs_pubsub_access_model_name(enum cfg_access_model m)
-{
-    switch (m) {
-    case CFG_AM_OPEN:
-        return "open";
-    case CFG_AM_PRESENCE:
-        return "presence";
-    case CFG_AM_ROSTER:
-        return "roster";
-    case CFG_AM_AUTHORIZE:
-        return "authorize";
-    case CFG_AM_WHITELIST:
-        return "whitelist";
-    }
-    return "open";
-}
-
-const char *xs_pubsub_notification_type_name(enum cfg_notification_type t)
-{
-    return t == CFG_NOTIFY_NORMAL ? "normal" : "headline";
-}
-
-const char *xs_pubsub_send_last_name(enum cfg_send_last s)
-{
-    switch (s) {
-    case CFG_SEND_LAST_NEVER:
-        return "never";
-    case CFG_SEND_LAST_ON_SUB:
-        return "on_sub";
-    case CFG_SEND_LAST_ON_SUB_AND_PRESENCE:
-        return "on_sub_and_presence";
-    }
-    return "never";
-}
-
 bool xs_pubsub_node_name(const struct cfg_events *ev, const char *unit,
                          char *buf, size_t cap)
 {
@@ -192,7 +157,7 @@ static size_t wanted_fields(const struct cfg_events *ev, struct cfg_field *f)
     size_t n = 0;
     f[n] = (struct cfg_field){.var = "pubsub#access_model"};
     snprintf(f[n++].value, sizeof(f->value), "%s",
-             xs_pubsub_access_model_name(ev->access_model));
+             cfg_access_model_name(ev->access_model));
     f[n] = (struct cfg_field){.var = "pubsub#max_items"};
     snprintf(f[n++].value, sizeof(f->value), "%" PRIu32, ev->max_items);
     f[n] = (struct cfg_field){.var = "pubsub#persist_items", .boolean = true};
@@ -200,10 +165,10 @@ static size_t wanted_fields(const struct cfg_events *ev, struct cfg_field *f)
              ev->persist_items ? "1" : "0");
     f[n] = (struct cfg_field){.var = "pubsub#notification_type"};
     snprintf(f[n++].value, sizeof(f->value), "%s",
-             xs_pubsub_notification_type_name(ev->notification_type));
+             cfg_notification_type_name(ev->notification_type));
     f[n] = (struct cfg_field){.var = "pubsub#send_last_published_item"};
     snprintf(f[n++].value, sizeof(f->value), "%s",
-             xs_pubsub_send_last_name(ev->send_last));
+             cfg_send_last_name(ev->send_last));
     return n;
 }
 

@@ -254,9 +254,4 @@ struct xs_stanza *xs_pubsub_item(const struct cfg *cfg,
 struct xs_stanza *xs_pubsub_spool_item(const struct gw_spool_rec *rec,
                                        const char *delay_from);
 
-/* XEP-0060 wire names of the configuration values. */
-const char *xs_pubsub_access_model_name(enum cfg_access_model m);
-const char *xs_pubsub_notification_type_name(enum cfg_notification_type t);
-const char *xs_pubsub_send_last_name(enum cfg_send_last s);
-
 #endif

@@ -396,11 +396,9 @@ static void test_names_and_form(void **state)
     assert_string_equal(buf, "fg/m1");
     assert_false(xs_pubsub_node_name(&f->cfg->events, "a-long-unit-name", buf,
                                      sizeof(buf)));
-    assert_string_equal(xs_pubsub_access_model_name(CFG_AM_WHITELIST),
-                        "whitelist");
-    assert_string_equal(xs_pubsub_send_last_name(CFG_SEND_LAST_ON_SUB),
-                        "on_sub");
-    assert_string_equal(xs_pubsub_notification_type_name(CFG_NOTIFY_NORMAL),
+    assert_string_equal(cfg_access_model_name(CFG_AM_WHITELIST), "whitelist");
+    assert_string_equal(cfg_send_last_name(CFG_SEND_LAST_ON_SUB), "on_sub");
+    assert_string_equal(cfg_notification_type_name(CFG_NOTIFY_NORMAL),
                         "normal");
 
     struct xs_stanza *x = xs_pubsub_config_form(
